@@ -1,0 +1,29 @@
+//! showmix: a live-streaming broadcast and transcoding engine.
+//!
+//! Rooms mix their seats (hosts, co-hosts, guests) into a layout on a canvas and encode an
+//! adaptive-bitrate ladder from it. The crate is split so that everything that needs no
+//! GStreamer — layout math (`geometry`), presets and their validation (`presets`), source
+//! strings (`source`), room specs (`room::spec`) — is plain Rust with unit tests, while graph
+//! building (`pipeline`) and lifecycle control (`room`) are separate layers on top.
+
+pub mod geometry;
+pub mod mix;
+pub mod pipeline;
+pub mod presets;
+pub mod room;
+pub mod source;
+
+use std::sync::OnceLock;
+
+/// Initialises GStreamer once per process and registers the elements showmix links in
+/// statically (rav1e's AV1 encoder). Safe to call many times.
+pub fn init() -> anyhow::Result<()> {
+    static INIT: OnceLock<Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| {
+        gst::init().map_err(|e| format!("GStreamer does not initialise: {e}"))?;
+        gstrav1e::plugin_register_static().map_err(|e| format!("cannot register rav1enc: {e}"))?;
+        Ok(())
+    })
+    .clone()
+    .map_err(anyhow::Error::msg)
+}

@@ -1,0 +1,189 @@
+//! The `showmix` command: parse arguments, load presets, run the subcommand, exit non-zero with
+//! a one-line reason on any error.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use showmix::mix::{self, MixArgs};
+use showmix::presets::Presets;
+
+#[derive(Parser)]
+#[command(
+    name = "showmix",
+    version,
+    about = "Live-streaming mixing and ABR transcoding engine"
+)]
+struct Cli {
+    /// Directory of user presets (layouts/, ladders/, beauty/) overriding the embedded ones.
+    #[arg(long, global = true, env = "SHOWMIX_PRESETS_DIR")]
+    presets_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mix seats into a layout and encode the ladder to <out>/<rung>.mp4 plus report.json.
+    Mix {
+        /// Layout preset name or TOML file.
+        #[arg(long, default_value = "single")]
+        layout: String,
+        /// Ladder preset name or TOML file.
+        #[arg(long, default_value = "showroom-720p")]
+        ladder: String,
+        /// A seat as <id>=<source>: test:<pattern>[?tone=Hz], a file path or a URI. Seat order
+        /// is slot order.
+        #[arg(long = "seat", required = true, value_name = "ID=SOURCE")]
+        seats: Vec<String>,
+        /// Seconds to mix; default: until the longest file ends (or Ctrl-C for test sources).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Output directory (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// List the presets, or print one.
+    Presets {
+        #[command(subcommand)]
+        action: Option<PresetsAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PresetsAction {
+    /// List every layout, ladder and beauty preset.
+    List,
+    /// Print a preset as TOML.
+    Show { name: String },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHOWMIX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("showmix: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let presets = Presets::load(cli.presets_dir.as_deref())?;
+    match cli.command {
+        Command::Presets { action } => match action.unwrap_or(PresetsAction::List) {
+            PresetsAction::List => {
+                print_list(
+                    "layouts",
+                    presets.layouts.iter().map(|(n, l)| (n, &l.description)),
+                );
+                print_list(
+                    "ladders",
+                    presets.ladders.iter().map(|(n, l)| (n, &l.description)),
+                );
+                print_list(
+                    "beauty",
+                    presets.beauty.iter().map(|(n, b)| (n, &b.description)),
+                );
+                Ok(())
+            }
+            PresetsAction::Show { name } => {
+                print!("{}", presets.show(&name)?);
+                Ok(())
+            }
+        },
+        Command::Mix {
+            layout,
+            ladder,
+            seats,
+            duration,
+            out,
+            quiet,
+        } => {
+            let seats = seats
+                .iter()
+                .map(|s| mix::parse_seat_arg(s))
+                .collect::<Result<Vec<_>>>()?;
+            let args = MixArgs {
+                layout,
+                ladder,
+                seats,
+                duration,
+                out,
+                progress: !quiet,
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            watch_signals(cancel.clone())?;
+            let report = mix::run(&args, &presets, &cancel)?;
+            for r in &report.rungs {
+                println!(
+                    "{:>6} {}x{} {} frames {} keyframes {:.0} kbit/s -> {}",
+                    r.summary.name,
+                    r.summary.width,
+                    r.summary.height,
+                    r.summary.frames,
+                    r.summary.keyframes,
+                    r.summary.avg_bitrate_kbps,
+                    r.file.display()
+                );
+            }
+            println!(
+                "{:.2} s of content in {:.2} s ({:.2}x realtime), {:.2} CPU s; report: {}",
+                report.content_seconds,
+                report.wall_seconds,
+                report.realtime_factor,
+                report.cpu_seconds,
+                args.out.join("report.json").display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_list<'a>(title: &str, items: impl Iterator<Item = (&'a String, &'a String)>) {
+    println!("{title}:");
+    for (name, desc) in items {
+        println!("  {name:<16} {desc}");
+    }
+}
+
+/// Sets `flag` on SIGINT or SIGTERM, so long runs end by finalising their outputs.
+fn watch_signals(flag: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the signal watcher")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(_) => return,
+                    };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                flag.store(true, Ordering::Relaxed);
+            })
+        })?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! GStreamer graph building. Each submodule builds one part of a room's pipeline and returns
+//! the elements and pads the room links together; none of them owns lifecycle or policy
+//! (that is `room`), and none of them reads user input unvalidated (that is `presets`).
+
+pub mod encode;
+pub mod mixer;
+pub mod seat;
+
+use anyhow::{Context, Result};
+use gst::prelude::*;
+
+/// Which Debian package provides an element, for error messages that say what to install.
+fn package_for(factory: &str) -> &'static str {
+    match factory {
+        "x264enc" => "gstreamer1.0-plugins-ugly",
+        "x265enc" | "srtsrc" | "srtsink" | "rtmp2sink" | "mpegtsmux" | "h265parse"
+        | "h264parse" | "av1parse" | "webrtcbin" => "gstreamer1.0-plugins-bad",
+        "avenc_aac" | "avdec_h264" => "gstreamer1.0-libav",
+        "vp8enc" | "vp9enc" | "mp4mux" | "qtmux" | "matroskamux" | "flvmux" | "imagefreeze"
+        | "jpegenc" | "pngdec" => "gstreamer1.0-plugins-good",
+        "textoverlay" => "gstreamer1.0-x",
+        _ => "gstreamer1.0-plugins-base",
+    }
+}
+
+/// Creates an element, with an error that names the missing plugin package.
+pub fn make(factory: &str, name: Option<&str>) -> Result<gst::Element> {
+    let mut b = gst::ElementFactory::make(factory);
+    if let Some(n) = name {
+        b = b.name(n);
+    }
+    b.build().with_context(|| {
+        format!(
+            "GStreamer element {factory:?} is not available (install {})",
+            package_for(factory)
+        )
+    })
+}
+
+/// A capsfilter with the given caps.
+pub fn capsfilter(name: Option<&str>, caps: &gst::Caps) -> Result<gst::Element> {
+    let e = make("capsfilter", name)?;
+    e.set_property("caps", caps);
+    Ok(e)
+}
+
+/// A queue that decouples two threads. `max_time` bounds it in time (and leaves it unbounded
+/// in buffers and bytes, which the time bound already caps).
+pub fn queue(name: Option<&str>, max_time: gst::ClockTime) -> Result<gst::Element> {
+    let q = make("queue", name)?;
+    q.set_property("max-size-buffers", 0u32);
+    q.set_property("max-size-bytes", 0u32);
+    q.set_property("max-size-time", max_time.nseconds());
+    Ok(q)
+}
+
+/// Raw 4:2:0 video at a size and rate.
+pub fn i420_caps(width: u32, height: u32, fps: Option<u32>) -> gst::Caps {
+    let mut b = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", width as i32)
+        .field("height", height as i32)
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1));
+    if let Some(f) = fps {
+        b = b.field("framerate", gst::Fraction::new(f as i32, 1));
+    }
+    b.build()
+}
+
+/// Interleaved float stereo (or mono) at a rate: the mixing format.
+pub fn audio_caps(rate: u32, channels: u32) -> gst::Caps {
+    gst::Caps::builder("audio/x-raw")
+        .field("format", "F32LE")
+        .field("layout", "interleaved")
+        .field("rate", rate as i32)
+        .field("channels", channels as i32)
+        .build()
+}
+
+/// Sets a numeric property whatever integer or float type this GStreamer version gives it
+/// (`avenc_aac`'s `bitrate` is `gint` in 1.22 and `gint64` later), clamped to the property's
+/// range. Errors instead of panicking when the property does not exist or is not numeric.
+pub fn set_number(e: &gst::Element, name: &str, v: i64) -> Result<()> {
+    use gst::glib::{
+        ParamSpecDouble, ParamSpecInt, ParamSpecInt64, ParamSpecUInt, ParamSpecUInt64,
+    };
+    let spec = e
+        .find_property(name)
+        .with_context(|| format!("element {} has no property {name:?}", e.name()))?;
+    if let Some(p) = spec.downcast_ref::<ParamSpecInt>() {
+        e.set_property(
+            name,
+            (v.clamp(i64::from(p.minimum()), i64::from(p.maximum()))) as i32,
+        );
+    } else if let Some(p) = spec.downcast_ref::<ParamSpecUInt>() {
+        e.set_property(
+            name,
+            (v.clamp(i64::from(p.minimum()), i64::from(p.maximum()))) as u32,
+        );
+    } else if let Some(p) = spec.downcast_ref::<ParamSpecInt64>() {
+        e.set_property(name, v.clamp(p.minimum(), p.maximum()));
+    } else if let Some(p) = spec.downcast_ref::<ParamSpecUInt64>() {
+        let v = (v.max(0) as u64).clamp(p.minimum(), p.maximum());
+        e.set_property(name, v);
+    } else if let Some(p) = spec.downcast_ref::<ParamSpecDouble>() {
+        e.set_property(name, (v as f64).clamp(p.minimum(), p.maximum()));
+    } else {
+        anyhow::bail!("property {name:?} of {} is not numeric", e.name());
+    }
+    Ok(())
+}

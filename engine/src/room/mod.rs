@@ -1,0 +1,994 @@
+//! A room: one GStreamer pipeline that mixes its seats on a canvas and encodes the ladder, and
+//! the lifecycle around it (start, live changes, stop with finalised outputs, failure).
+//!
+//! ```text
+//!  seat bins ──video──▶ compositor ─▶ I420 canvas ─▶ tee ─▶ [scale] ─▶ enc ─▶ parse ─▶ tee ─▶ outputs
+//!            ──audio──▶ audiomixer ─▶ F32 48k ─────▶ enc ─▶ parse ─▶ tee ─────────────────────▶ outputs
+//! ```
+//!
+//! Rooms are independent: each has its own pipeline, bus thread and clock base, and nothing a
+//! seat or an output does can reach another room. A seat whose source fails is removed from
+//! the mix and marked failed; the room keeps going.
+
+pub mod spec;
+pub mod stats;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use gst::prelude::*;
+
+use crate::pipeline::{
+    audio_caps, capsfilter, encode, i420_caps, make, mixer::LayoutControl, queue, seat,
+};
+use crate::presets::{Ladder, Layout};
+pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError};
+use stats::{RungCounters, RungSummary, SeatCounters};
+
+/// Where a room is in its life.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum RoomState {
+    Starting,
+    Live,
+    Stopping,
+    /// Ended cleanly: every output finalised.
+    Stopped,
+    Failed(String),
+}
+
+/// Where a seat is.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "lowercase")]
+pub enum SeatState {
+    /// Media is flowing.
+    Connected,
+    /// No media yet, or the source has ended: the tile shows the placeholder.
+    Waiting,
+    /// Media stopped arriving: the tile holds the last frame, then shows the placeholder.
+    Stalled,
+    Failed(String),
+}
+
+struct Seat {
+    spec: SeatSpec,
+    bin: gst::Bin,
+    comp_pad: gst::Pad,
+    mix_pad: gst::Pad,
+    placeholder: Option<(gst::Bin, gst::Pad)>,
+    counters: Arc<SeatCounters>,
+    state: SeatState,
+}
+
+struct Rung {
+    name: String,
+    width: u32,
+    height: u32,
+    counters: Arc<RungCounters>,
+    /// Encoded video, for outputs to branch from.
+    tee: gst::Element,
+}
+
+/// Stops the mix at a running time: the first video frame and the first audio buffer at or
+/// past it are replaced by EOS, so every output ends at the same instant and is finalised.
+struct StopGate {
+    stop_at_ns: AtomicU64,
+}
+
+impl StopGate {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            stop_at_ns: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    fn set(&self, at: gst::ClockTime) {
+        self.stop_at_ns.fetch_min(at.nseconds(), Relaxed);
+    }
+
+    fn attach(self: &Arc<Self>, pad: &gst::Pad) {
+        let gate = self.clone();
+        let ended = AtomicBool::new(false);
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let stop = gate.stop_at_ns.load(Relaxed);
+            if stop == u64::MAX {
+                return gst::PadProbeReturn::Ok;
+            }
+            if ended.load(Relaxed) {
+                return gst::PadProbeReturn::Drop;
+            }
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let rt = pad
+                .sticky_event::<gst::event::Segment>(0)
+                .and_then(|ev| {
+                    ev.segment()
+                        .downcast_ref::<gst::ClockTime>()
+                        .and_then(|s| s.to_running_time(pts))
+                })
+                .unwrap_or(pts);
+            if rt.nseconds() >= stop {
+                ended.store(true, Relaxed);
+                pad.push_event(gst::event::Eos::new());
+                return gst::PadProbeReturn::Drop;
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+struct Status {
+    state: RoomState,
+    /// Set once the bus thread has put the pipeline to NULL.
+    finished: bool,
+}
+
+struct Inner {
+    id: String,
+    pipeline: gst::Pipeline,
+    live: bool,
+    ladder: Ladder,
+    layout: LayoutControl,
+    compositor: gst::Element,
+    audiomixer: gst::Element,
+    seats: Mutex<BTreeMap<String, Seat>>,
+    rungs: Vec<Rung>,
+    gate: Arc<StopGate>,
+    /// Offline rooms with finite seats stop when the last of them ends.
+    stop_when_finite_seats_end: bool,
+    status: Mutex<Status>,
+    changed: Condvar,
+    started: Instant,
+    outputs: Vec<OutputSpec>,
+}
+
+/// A running room. Dropping it stops the pipeline without finalising: call `stop` first.
+pub struct Room {
+    inner: Arc<Inner>,
+    bus_thread: Option<JoinHandle<()>>,
+}
+
+/// How long a seat's input may stall before its tile gives up the last frame.
+pub const HOLD_LAST_FRAME: Duration = Duration::from_secs(1);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Room {
+    /// Builds the room's pipeline from a resolved spec and starts it.
+    pub fn start(mut spec: RoomSpec) -> Result<Room> {
+        spec.resolve()?;
+        crate::init()?;
+        let ladder = spec.ladder.clone();
+        let canvas = (ladder.canvas.width, ladder.canvas.height);
+        let fps = ladder.canvas.fps;
+        let pipeline = gst::Pipeline::builder()
+            .name(format!("room-{}", spec.id))
+            .build();
+
+        // Video: background + compositor + canvas caps.
+        let compositor = make("compositor", Some("compositor"))?;
+        compositor.set_property_from_str("background", "black");
+        if spec.live {
+            // One frame of slack for inputs that arrive late.
+            compositor.set_property(
+                "latency",
+                gst::ClockTime::SECOND.nseconds() / u64::from(fps),
+            );
+        }
+        let canvas_caps = capsfilter(Some("canvas"), &i420_caps(canvas.0, canvas.1, Some(fps)))?;
+        let mix_tee = make("tee", Some("mix"))?;
+        pipeline.add_many([&compositor, &canvas_caps, &mix_tee])?;
+        gst::Element::link_many([&compositor, &canvas_caps, &mix_tee])?;
+
+        let layout = LayoutControl::new(canvas, spec.layout.clone());
+        layout.attach(&compositor);
+        let bg = make("videotestsrc", Some("background"))?;
+        bg.set_property_from_str("pattern", "solid-color");
+        bg.set_property("is-live", spec.live);
+        let bg_caps = capsfilter(
+            Some("background-caps"),
+            &i420_caps(canvas.0, canvas.1, Some(fps)),
+        )?;
+        pipeline.add_many([&bg, &bg_caps])?;
+        bg.link(&bg_caps)?;
+        let bg_pad = compositor
+            .request_pad_simple("sink_%u")
+            .context("compositor background pad")?;
+        bg_caps.static_pad("src").context("bg src")?.link(&bg_pad)?;
+        layout.set_background(bg_pad, bg.clone());
+
+        // Audio: mixer + mixing caps.
+        let audiomixer = make("audiomixer", Some("audiomixer"))?;
+        if spec.live {
+            audiomixer.set_property("latency", gst::ClockTime::from_mseconds(20).nseconds());
+        }
+        let mix_caps = capsfilter(
+            Some("mix-caps"),
+            &audio_caps(seat::MIX_RATE, seat::MIX_CHANNELS),
+        )?;
+        let aconv = make("audioconvert", Some("aenc-convert"))?;
+        let ares = make("audioresample", Some("aenc-resample"))?;
+        let aenc_caps = capsfilter(
+            Some("aenc-caps"),
+            &gst::Caps::builder("audio/x-raw")
+                .field("rate", ladder.audio.sample_rate as i32)
+                .field("channels", ladder.audio.channels as i32)
+                .build(),
+        )?;
+        let (aenc, aparse) = encode::audio_encoder(&ladder.audio)?;
+        let aq = queue(Some("aenc-queue"), gst::ClockTime::SECOND)?;
+        let audio_tee = make("tee", Some("audio"))?;
+        audio_tee.set_property("allow-not-linked", true);
+        pipeline.add_many([
+            &audiomixer,
+            &mix_caps,
+            &aq,
+            &aconv,
+            &ares,
+            &aenc_caps,
+            &aenc,
+            &audio_tee,
+        ])?;
+        gst::Element::link_many([
+            &audiomixer,
+            &mix_caps,
+            &aq,
+            &aconv,
+            &ares,
+            &aenc_caps,
+            &aenc,
+        ])?;
+        if let Some(p) = &aparse {
+            pipeline.add(p)?;
+            gst::Element::link_many([&aenc, p, &audio_tee])?;
+        } else {
+            aenc.link(&audio_tee)?;
+        }
+
+        let gate = StopGate::new();
+        gate.attach(&canvas_caps.static_pad("src").context("canvas src")?);
+        gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
+
+        let rungs = build_ladder(&pipeline, &mix_tee, &ladder)?;
+
+        for out in &spec.outputs {
+            match &out.kind {
+                OutputKind::File { dir } => {
+                    add_file_output(&pipeline, &out.id, dir, &ladder, &rungs, &audio_tee)?;
+                }
+            }
+        }
+
+        let stop_when_finite_seats_end =
+            !spec.live && spec.seats.iter().any(|s| !s.source.is_endless());
+        let inner = Arc::new(Inner {
+            id: spec.id.clone(),
+            pipeline: pipeline.clone(),
+            live: spec.live,
+            ladder,
+            layout,
+            compositor,
+            audiomixer,
+            seats: Mutex::new(BTreeMap::new()),
+            rungs,
+            gate,
+            stop_when_finite_seats_end,
+            status: Mutex::new(Status {
+                state: RoomState::Starting,
+                finished: false,
+            }),
+            changed: Condvar::new(),
+            started: Instant::now(),
+            outputs: spec.outputs.clone(),
+        });
+        for s in spec.seats {
+            inner.attach_seat(s)?;
+        }
+
+        let bus = pipeline.bus().context("pipeline has no bus")?;
+        let weak = Arc::downgrade(&inner);
+        let bus_thread = std::thread::Builder::new()
+            .name(format!("room-{}", spec.id))
+            .spawn(move || bus_loop(bus, weak))?;
+        if let Err(e) = pipeline.set_state(gst::State::Playing) {
+            let _ = pipeline.set_state(gst::State::Null);
+            bail!("room {}: pipeline does not start: {e}", spec.id);
+        }
+        Ok(Room {
+            inner,
+            bus_thread: Some(bus_thread),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    pub fn ladder(&self) -> &Ladder {
+        &self.inner.ladder
+    }
+
+    pub fn outputs(&self) -> &[OutputSpec] {
+        &self.inner.outputs
+    }
+
+    pub fn state(&self) -> RoomState {
+        lock(&self.inner.status).state.clone()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
+    }
+
+    pub fn pipeline(&self) -> &gst::Pipeline {
+        &self.inner.pipeline
+    }
+
+    /// The mixed picture, before scaling, for snapshots and tests.
+    pub fn mix_tee(&self) -> Option<gst::Element> {
+        self.inner.pipeline.by_name("mix")
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.inner.layout.layout()
+    }
+
+    pub fn layout_control(&self) -> &LayoutControl {
+        &self.inner.layout
+    }
+
+    /// Switches the layout live; it shows from the next mixed frame. Returns its generation.
+    pub fn set_layout(&self, layout: Layout) -> Result<u64> {
+        layout.validate()?;
+        Ok(self.inner.layout.set_layout(layout))
+    }
+
+    /// Adds a seat to the running room.
+    pub fn add_seat(&self, mut seat: SeatSpec) -> Result<(), SpecError> {
+        let mut c = crate::presets::validate::Checker::new();
+        spec::check_seat(&mut c, "seat", &seat);
+        c.finish()?;
+        let slots = self.inner.layout.layout().slot_count();
+        {
+            let seats = lock(&self.inner.seats);
+            if seats.contains_key(&seat.id) {
+                return Err(SpecError::Conflict(format!(
+                    "seat {:?} already exists",
+                    seat.id
+                )));
+            }
+            let taken: Vec<usize> = seats.values().filter_map(|s| s.spec.slot).collect();
+            match seat.slot {
+                Some(s) if taken.contains(&s) => {
+                    return Err(SpecError::Conflict(format!("slot {s} is taken")));
+                }
+                Some(_) => {}
+                None => {
+                    seat.slot = Some((0..).find(|i| !taken.contains(i)).unwrap_or(0));
+                }
+            }
+            if let Some(s) = seat.slot
+                && s >= crate::presets::layout::MAX_SLOTS
+            {
+                return Err(SpecError::Invalid(crate::presets::Invalid(vec![
+                    crate::presets::FieldError {
+                        field: "slot".into(),
+                        message: format!(
+                            "{s} is out of range (allowed 0..={}; the current layout shows slots 0..={})",
+                            crate::presets::layout::MAX_SLOTS - 1,
+                            slots.saturating_sub(1)
+                        ),
+                    },
+                ])));
+            }
+        }
+        self.inner
+            .attach_seat(seat)
+            .map_err(|e| SpecError::Conflict(format!("cannot add seat: {e:#}")))
+    }
+
+    /// Removes a seat from the running room.
+    pub fn remove_seat(&self, id: &str) -> Result<()> {
+        let seat = lock(&self.inner.seats)
+            .remove(id)
+            .ok_or_else(|| anyhow!("no seat {id:?}"))?;
+        self.inner.detach_seat(id, seat);
+        Ok(())
+    }
+
+    /// Moves a seat to another slot (or off the layout with `None`).
+    pub fn set_seat_slot(&self, id: &str, slot: Option<usize>) -> Result<(), SpecError> {
+        let mut seats = lock(&self.inner.seats);
+        if let Some(s) = slot
+            && seats
+                .iter()
+                .any(|(other, seat)| other != id && seat.spec.slot == Some(s))
+        {
+            return Err(SpecError::Conflict(format!("slot {s} is taken")));
+        }
+        let seat = seats
+            .get_mut(id)
+            .ok_or_else(|| SpecError::Conflict(format!("no seat {id:?}")))?;
+        seat.spec.slot = slot;
+        self.inner.layout.set_slot(id, slot);
+        Ok(())
+    }
+
+    /// Sets a seat's volume (0..=2) and mute; applies to the next mixed audio buffer.
+    pub fn set_seat_audio(&self, id: &str, volume: Option<f64>, muted: Option<bool>) -> Result<()> {
+        let mut seats = lock(&self.inner.seats);
+        let seat = seats.get_mut(id).ok_or_else(|| anyhow!("no seat {id:?}"))?;
+        if let Some(v) = volume {
+            if !(0.0..=spec::MAX_VOLUME).contains(&v) {
+                bail!("volume {v} is out of range (allowed 0..=2)");
+            }
+            seat.spec.volume = v;
+            seat.mix_pad.set_property("volume", v);
+        }
+        if let Some(m) = muted {
+            seat.spec.muted = m;
+            seat.mix_pad.set_property("mute", m);
+        }
+        Ok(())
+    }
+
+    pub fn seat_ids(&self) -> Vec<String> {
+        lock(&self.inner.seats).keys().cloned().collect()
+    }
+
+    /// Every seat's spec and state, in id order.
+    pub fn seats(&self) -> Vec<(SeatSpec, SeatState)> {
+        lock(&self.inner.seats)
+            .values()
+            .map(|s| (s.spec.clone(), s.state.clone()))
+            .collect()
+    }
+
+    /// Output frames mixed so far.
+    pub fn mixed_frames(&self) -> u64 {
+        self.inner.layout.frames()
+    }
+
+    /// Current position of the mix (running time of the last mixed frame).
+    pub fn position(&self) -> Option<gst::ClockTime> {
+        let frames = self.mixed_frames();
+        (frames > 0).then(|| {
+            gst::ClockTime::from_nseconds(
+                frames * gst::ClockTime::SECOND.nseconds()
+                    / u64::from(self.inner.ladder.canvas.fps),
+            )
+        })
+    }
+
+    /// Per-rung encoded counts so far.
+    pub fn rung_summaries(&self) -> Vec<RungSummary> {
+        let fps = self.inner.ladder.canvas.fps;
+        self.inner
+            .rungs
+            .iter()
+            .map(|r| RungSummary::from_counters(&r.name, r.width, r.height, fps, &r.counters))
+            .collect()
+    }
+
+    /// Stops the mix at `at` (running time). Offline rooms use this for `--duration`.
+    pub fn stop_at(&self, at: gst::ClockTime) {
+        self.inner.gate.set(at);
+    }
+
+    /// Blocks until the room has ended (EOS reached every output, or it failed) or `timeout`
+    /// passed. Returns the final state, or `None` on timeout.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<RoomState> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = lock(&self.inner.status);
+        while !st.finished {
+            match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    st = self
+                        .inner
+                        .changed
+                        .wait_timeout(st, d - now)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+                None => {
+                    st = self
+                        .inner
+                        .changed
+                        .wait(st)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+        Some(st.state.clone())
+    }
+
+    /// Ends the room cleanly: the mix stops at the next frame, every output gets EOS and is
+    /// finalised. Waits up to `grace`; past it the pipeline is torn down anyway and the room is
+    /// marked failed.
+    pub fn stop(&mut self, grace: Duration) -> RoomState {
+        {
+            let mut st = lock(&self.inner.status);
+            if !st.finished {
+                st.state = RoomState::Stopping;
+            }
+        }
+        self.inner.gate.set(gst::ClockTime::ZERO);
+        let state = match self.wait(Some(grace)) {
+            Some(s) => s,
+            None => {
+                let msg = format!("outputs did not finalise within {grace:?}");
+                tracing::error!(room = %self.inner.id, "{msg}");
+                let _ = self.inner.pipeline.set_state(gst::State::Null);
+                self.inner.finish(RoomState::Failed(msg.clone()));
+                RoomState::Failed(msg)
+            }
+        };
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+        state
+    }
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        let _ = self.inner.pipeline.set_state(gst::State::Null);
+        self.inner.finish(RoomState::Stopped);
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Inner {
+    fn finish(&self, state: RoomState) {
+        let mut st = lock(&self.status);
+        if !st.finished {
+            st.finished = true;
+            if !matches!(st.state, RoomState::Failed(_)) {
+                st.state = state;
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    fn set_state(&self, state: RoomState) {
+        let mut st = lock(&self.status);
+        if !st.finished && !matches!(st.state, RoomState::Failed(_) | RoomState::Stopping) {
+            st.state = state;
+        }
+    }
+
+    /// Builds a seat's bin and links it into the mix.
+    fn attach_seat(self: &Arc<Self>, spec: SeatSpec) -> Result<()> {
+        let fps = self.ladder.canvas.fps;
+        let sb = seat::build(&spec.id, &spec.source, fps, self.live)?;
+        let comp_pad = self
+            .compositor
+            .request_pad_simple("sink_%u")
+            .context("compositor pad")?;
+        let mix_pad = self
+            .audiomixer
+            .request_pad_simple("sink_%u")
+            .context("audiomixer pad")?;
+        mix_pad.set_property("volume", spec.volume);
+        mix_pad.set_property("mute", spec.muted);
+        self.pipeline.add(&sb.bin)?;
+        sb.video.link(&comp_pad)?;
+        sb.audio.link(&mix_pad)?;
+        let counters = Arc::new(SeatCounters::new());
+        self.count_seat(&spec.id, &sb.video, &sb.audio, &counters);
+        if self.live {
+            seat::align_to_now(self.pipeline.upcast_ref(), &[&sb.video, &sb.audio]);
+        }
+        let placeholder = match &spec.placeholder {
+            Some(path) => Some(self.attach_placeholder(&spec.id, path)?),
+            None => None,
+        };
+        self.layout.add_seat(
+            &spec.id,
+            spec.slot,
+            comp_pad.clone(),
+            placeholder.as_ref().map(|(_, p)| p.clone()),
+        );
+        let id = spec.id.clone();
+        lock(&self.seats).insert(
+            id.clone(),
+            Seat {
+                spec,
+                bin: sb.bin.clone(),
+                comp_pad,
+                mix_pad,
+                placeholder: placeholder.clone(),
+                counters,
+                state: SeatState::Waiting,
+            },
+        );
+        if let Some((bin, _)) = &placeholder {
+            bin.sync_state_with_parent()?;
+        }
+        sb.bin
+            .sync_state_with_parent()
+            .with_context(|| format!("seat {id:?} does not start"))?;
+        Ok(())
+    }
+
+    /// Counts the seat's buffers and notices when its source ends.
+    fn count_seat(
+        self: &Arc<Self>,
+        id: &str,
+        video: &gst::Pad,
+        audio: &gst::Pad,
+        counters: &Arc<SeatCounters>,
+    ) {
+        for (pad, is_video) in [(video, true), (audio, false)] {
+            let c = counters.clone();
+            let weak = Arc::downgrade(self);
+            let id = id.to_owned();
+            pad.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_pad, info| {
+                    if let Some(b) = info.buffer() {
+                        let end = b
+                            .pts()
+                            .map(|p| (p + b.duration().unwrap_or_default()).nseconds());
+                        if is_video {
+                            c.mark_video(end);
+                        } else {
+                            c.mark_audio(end);
+                        }
+                    } else if let Some(ev) = info.event()
+                        && ev.type_() == gst::EventType::Eos
+                    {
+                        if is_video {
+                            c.video_eos.store(true, Relaxed);
+                        } else {
+                            c.audio_eos.store(true, Relaxed);
+                        }
+                        if let Some(inner) = weak.upgrade() {
+                            inner.on_seat_input_ended(&id);
+                        }
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
+    }
+
+    /// Offline rooms end when their last finite seat ends (the longest file).
+    fn on_seat_input_ended(&self, _id: &str) {
+        if !self.stop_when_finite_seats_end {
+            return;
+        }
+        let seats = lock(&self.seats);
+        let finite: Vec<&Seat> = seats
+            .values()
+            .filter(|s| !s.spec.source.is_endless())
+            .collect();
+        if finite.iter().all(|s| s.counters.ended()) {
+            let end = finite
+                .iter()
+                .map(|s| s.counters.end_ns.load(Relaxed))
+                .max()
+                .unwrap_or(0);
+            self.gate.set(gst::ClockTime::from_nseconds(end));
+        }
+    }
+
+    fn attach_placeholder(&self, id: &str, path: &std::path::Path) -> Result<(gst::Bin, gst::Pad)> {
+        let bin = gst::Bin::builder()
+            .name(format!("placeholder-{id}"))
+            .build();
+        let src = make("filesrc", None)?;
+        src.set_property("location", path);
+        let dec = make("decodebin", None)?;
+        let conv = make("videoconvert", None)?;
+        let freeze = make("imagefreeze", None)?;
+        freeze.set_property("is-live", self.live);
+        let caps = capsfilter(
+            None,
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )?;
+        let caps_rate = capsfilter(
+            None,
+            &gst::Caps::builder("video/x-raw")
+                .field(
+                    "framerate",
+                    gst::Fraction::new(self.ladder.canvas.fps as i32, 1),
+                )
+                .build(),
+        )?;
+        bin.add_many([&src, &dec, &conv, &caps, &freeze, &caps_rate])?;
+        src.link(&dec)?;
+        gst::Element::link_many([&conv, &caps, &freeze, &caps_rate])?;
+        let conv_sink = conv.static_pad("sink").context("videoconvert sink")?;
+        dec.connect_pad_added(move |_, pad| {
+            if !conv_sink.is_linked() {
+                let _ = pad.link(&conv_sink);
+            }
+        });
+        let ghost = gst::GhostPad::with_target(&caps_rate.static_pad("src").context("caps src")?)?;
+        bin.add_pad(&ghost)?;
+        self.pipeline.add(&bin)?;
+        let pad = self
+            .compositor
+            .request_pad_simple("sink_%u")
+            .context("compositor pad")?;
+        ghost.link(&pad)?;
+        if self.live {
+            seat::align_to_now(self.pipeline.upcast_ref(), &[ghost.upcast_ref()]);
+        }
+        Ok((bin, pad))
+    }
+
+    /// Takes a seat out of the mix: releasing the mixer pads first wakes any streaming thread
+    /// blocked in them, so stopping the bin cannot deadlock.
+    fn detach_seat(&self, id: &str, seat: Seat) {
+        self.layout.remove_seat(id);
+        self.compositor.release_request_pad(&seat.comp_pad);
+        self.audiomixer.release_request_pad(&seat.mix_pad);
+        let _ = seat.bin.set_state(gst::State::Null);
+        let _ = self.pipeline.remove(&seat.bin);
+        if let Some((bin, pad)) = seat.placeholder {
+            self.compositor.release_request_pad(&pad);
+            let _ = bin.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(&bin);
+        }
+    }
+
+    /// The seat an element belongs to, if any.
+    fn seat_of(&self, obj: &gst::Object) -> Option<String> {
+        let mut cur = Some(obj.clone());
+        while let Some(o) = cur {
+            let name = o.name();
+            if let Some(id) = name
+                .strip_prefix("seat-")
+                .or_else(|| name.strip_prefix("placeholder-"))
+                && o.parent()
+                    .is_some_and(|p| p == *self.pipeline.upcast_ref::<gst::Object>())
+            {
+                return Some(id.to_owned());
+            }
+            cur = o.parent();
+        }
+        None
+    }
+
+    /// A seat's source failed: the seat leaves the mix, the room goes on.
+    fn fail_seat(&self, id: &str, reason: String) {
+        let seat = {
+            let mut seats = lock(&self.seats);
+            let Some(seat) = seats.get_mut(id) else {
+                return;
+            };
+            if matches!(seat.state, SeatState::Failed(_)) {
+                return;
+            }
+            seat.state = SeatState::Failed(reason.clone());
+            // Keep the entry (for the API) but take its elements out of the pipeline.
+            Seat {
+                spec: seat.spec.clone(),
+                bin: seat.bin.clone(),
+                comp_pad: seat.comp_pad.clone(),
+                mix_pad: seat.mix_pad.clone(),
+                placeholder: seat.placeholder.take(),
+                counters: seat.counters.clone(),
+                state: seat.state.clone(),
+            }
+        };
+        tracing::warn!(room = %self.id, seat = id, "seat failed: {reason}");
+        self.detach_seat(id, seat);
+        self.on_seat_input_ended(id);
+    }
+
+    /// Periodic: seat states from their counters, placeholders for stalled seats.
+    fn tick(&self) {
+        let mut seats = lock(&self.seats);
+        for (id, seat) in seats.iter_mut() {
+            if matches!(seat.state, SeatState::Failed(_)) {
+                continue;
+            }
+            let c = &seat.counters;
+            let new = if c.video_eos.load(Relaxed) {
+                SeatState::Waiting
+            } else {
+                match c.since_last_video() {
+                    None => SeatState::Waiting,
+                    Some(d) if d > stall_timeout(self.ladder.canvas.fps) => SeatState::Stalled,
+                    Some(_) => SeatState::Connected,
+                }
+            };
+            let hold_over = c.since_last_video().is_some_and(|d| d > HOLD_LAST_FRAME);
+            self.layout
+                .set_force_placeholder(id, self.live && new == SeatState::Stalled && hold_over);
+            seat.state = new;
+        }
+    }
+}
+
+/// No frame for this long counts as a stall (at least 500 ms, or 10 frames at low rates).
+fn stall_timeout(fps: u32) -> Duration {
+    Duration::from_millis(500).max(Duration::from_millis(10_000 / u64::from(fps.max(1))))
+}
+
+fn bus_loop(bus: gst::Bus, room: std::sync::Weak<Inner>) {
+    loop {
+        let msg = bus.timed_pop(gst::ClockTime::from_mseconds(100));
+        let Some(inner) = room.upgrade() else {
+            return;
+        };
+        if lock(&inner.status).finished {
+            return;
+        }
+        inner.tick();
+        let Some(msg) = msg else {
+            continue;
+        };
+        use gst::MessageView;
+        match msg.view() {
+            MessageView::Eos(_) => {
+                let _ = inner.pipeline.set_state(gst::State::Null);
+                inner.finish(RoomState::Stopped);
+                return;
+            }
+            MessageView::Error(err) => {
+                let src = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let reason = format!("{} ({src})", err.error());
+                if let Some(seat) = msg.src().and_then(|s| inner.seat_of(s)) {
+                    inner.fail_seat(&seat, reason);
+                    continue;
+                }
+                tracing::error!(room = %inner.id, "room failed: {reason}; debug: {:?}", err.debug());
+                {
+                    let mut st = lock(&inner.status);
+                    st.state = RoomState::Failed(reason);
+                }
+                let _ = inner.pipeline.set_state(gst::State::Null);
+                inner.finish(RoomState::Stopped);
+                return;
+            }
+            MessageView::Warning(w) => {
+                tracing::warn!(room = %inner.id, "{} ({:?})", w.error(), w.debug());
+            }
+            MessageView::StateChanged(sc) => {
+                if msg.src() == Some(inner.pipeline.upcast_ref())
+                    && sc.current() == gst::State::Playing
+                {
+                    inner.set_state(RoomState::Live);
+                }
+            }
+            MessageView::Latency(_) => {
+                let _ = inner.pipeline.recalculate_latency();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Scales and encodes every rung, largest first, each scaled from the previous (smaller)
+/// picture when that is cheaper than scaling from the canvas.
+fn build_ladder(
+    pipeline: &gst::Pipeline,
+    mix_tee: &gst::Element,
+    ladder: &Ladder,
+) -> Result<Vec<Rung>> {
+    let mut rungs = Vec::new();
+    let (cw, ch) = (ladder.canvas.width, ladder.canvas.height);
+    // The raw picture the next rung scales from: starts as the canvas.
+    let mut raw_src = mix_tee.clone();
+    for r in ladder.rungs_by_size() {
+        let n = &r.name;
+        let q = queue(Some(&format!("scale-queue-{n}")), gst::ClockTime::SECOND)?;
+        pipeline.add(&q)?;
+        raw_src.link(&q)?;
+        let mut last = q.clone();
+        if (r.width, r.height) != (cw, ch) {
+            let scale = make("videoscale", Some(&format!("scale-{n}")))?;
+            let caps = capsfilter(
+                Some(&format!("size-{n}")),
+                &i420_caps(r.width, r.height, None),
+            )?;
+            pipeline.add_many([&scale, &caps])?;
+            gst::Element::link_many([&last, &scale, &caps])?;
+            last = caps;
+        }
+        let raw_tee = make("tee", Some(&format!("raw-{n}")))?;
+        let enc_q = queue(Some(&format!("enc-queue-{n}")), gst::ClockTime::SECOND)?;
+        let enc = encode::video_encoder(ladder, r, &format!("enc-{n}"))?;
+        let parse = encode::video_parser(ladder.video.codec, &format!("parse-{n}"))?;
+        let tee = make("tee", Some(&format!("rung-{n}")))?;
+        tee.set_property("allow-not-linked", true);
+        pipeline.add_many([&raw_tee, &enc_q, &enc, &tee])?;
+        gst::Element::link_many([&last, &raw_tee, &enc_q, &enc])?;
+        let enc_out = match &parse {
+            Some(p) => {
+                pipeline.add(p)?;
+                enc.link(p)?;
+                p.clone()
+            }
+            None => enc.clone(),
+        };
+        enc_out.link(&tee)?;
+        let counters = Arc::new(RungCounters::new());
+        let c = counters.clone();
+        enc_out.static_pad("src").context("encoder src")?.add_probe(
+            gst::PadProbeType::BUFFER,
+            move |_, info| {
+                if let Some(b) = info.buffer() {
+                    c.record(
+                        b.pts().map(|p| p.nseconds()),
+                        b.size(),
+                        !b.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                    );
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+        rungs.push(Rung {
+            name: n.clone(),
+            width: r.width,
+            height: r.height,
+            counters,
+            tee,
+        });
+        raw_src = raw_tee;
+    }
+    // Keep the ladder's order for reports.
+    rungs.sort_by_key(|r| ladder.rungs.iter().position(|x| x.name == r.name));
+    Ok(rungs)
+}
+
+/// `<dir>/<rung>.mp4` for every rung: the rung's video and the mixed audio.
+fn add_file_output(
+    pipeline: &gst::Pipeline,
+    id: &str,
+    dir: &std::path::Path,
+    ladder: &Ladder,
+    rungs: &[Rung],
+    audio_tee: &gst::Element,
+) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("output {id:?}: cannot create directory {}", dir.display()))?;
+    let mut files = Vec::new();
+    for r in rungs {
+        let n = &r.name;
+        let (mux, ext) = encode::file_muxer(ladder.video.codec, &format!("{id}-mux-{n}"))?;
+        let path = dir.join(format!("{n}.{ext}"));
+        let sink = make("filesink", Some(&format!("{id}-sink-{n}")))?;
+        sink.set_property("location", &path);
+        sink.set_property("async", false);
+        let vq = queue(
+            Some(&format!("{id}-vq-{n}")),
+            gst::ClockTime::from_seconds(2),
+        )?;
+        let aq = queue(
+            Some(&format!("{id}-aq-{n}")),
+            gst::ClockTime::from_seconds(2),
+        )?;
+        pipeline.add_many([&mux, &sink, &vq, &aq])?;
+        r.tee.link(&vq)?;
+        audio_tee.link(&aq)?;
+        vq.link(&mux)?;
+        aq.link(&mux)?;
+        mux.link(&sink)?;
+        files.push(path);
+    }
+    Ok(files)
+}
