@@ -164,9 +164,9 @@ mod tests {
     fn cover_crops_top_and_bottom_of_tall_input() {
         let tile = Rect::new(0, 0, 1280, 720);
         let p = place(Fit::Cover, tile, 720, 1280, (1, 1)).unwrap();
-        // 720 wide at 16:9 keeps 405 rows → 404 even; centred.
+        // 720 wide at 16:9 keeps 405 rows → 406 even; centred.
         assert_eq!(p.src.w, 720);
-        assert_eq!(p.src.h, 404);
+        assert_eq!(p.src.h, 406);
         assert_eq!(p.src.y, 438);
     }
 

@@ -121,6 +121,15 @@ pub fn run(args: &MixArgs, presets: &Presets, cancel: &AtomicBool) -> Result<Rep
     if args.seats.is_empty() {
         bail!("no seats: give at least one --seat <id>=<source>");
     }
+    if args.seats.len() > layout.slot_count() {
+        bail!(
+            "{} seats but layout {:?} has {} slots (seat order is slot order: give at most {} seats or pick a larger layout)",
+            args.seats.len(),
+            layout.name,
+            layout.slot_count(),
+            layout.slot_count()
+        );
+    }
     let mut seats = Vec::new();
     let mut longest: Option<Duration> = None;
     for (slot, (id, src)) in args.seats.iter().enumerate() {

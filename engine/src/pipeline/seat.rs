@@ -34,6 +34,9 @@ pub struct SeatBin {
 /// `showmix mix` runs).
 pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<SeatBin> {
     let bin = gst::Bin::builder().name(format!("seat-{seat_id}")).build();
+    // A decoder that never prerolls (a broken file) must not hold the room's pipeline in a
+    // pending state change: the seat bin settles its children's async changes itself.
+    bin.set_property("async-handling", true);
     let video = gst::GhostPad::builder(gst::PadDirection::Src)
         .name("video")
         .build();

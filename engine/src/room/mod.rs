@@ -294,10 +294,25 @@ impl Room {
         }
 
         let bus = pipeline.bus().context("pipeline has no bus")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let pipeline_obj = pipeline.clone().upcast::<gst::Object>();
+        bus.set_sync_handler(move |_, msg| {
+            let seat = match msg.view() {
+                gst::MessageView::Error(_) | gst::MessageView::Warning(_) => {
+                    msg.src().and_then(|s| seat_of(s, &pipeline_obj))
+                }
+                _ => None,
+            };
+            let _ = tx.send(Posted {
+                msg: msg.clone(),
+                seat,
+            });
+            gst::BusSyncReply::Drop
+        });
         let weak = Arc::downgrade(&inner);
         let bus_thread = std::thread::Builder::new()
             .name(format!("room-{}", spec.id))
-            .spawn(move || bus_loop(bus, weak))?;
+            .spawn(move || bus_loop(rx, weak))?;
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             let _ = pipeline.set_state(gst::State::Null);
             bail!("room {}: pipeline does not start: {e}", spec.id);
@@ -680,7 +695,7 @@ impl Inner {
         if finite.iter().all(|s| s.counters.ended()) {
             let end = finite
                 .iter()
-                .map(|s| s.counters.end_ns.load(Relaxed))
+                .map(|s| s.counters.end_ns())
                 .max()
                 .unwrap_or(0);
             self.gate.set(gst::ClockTime::from_nseconds(end));
@@ -750,24 +765,6 @@ impl Inner {
         }
     }
 
-    /// The seat an element belongs to, if any.
-    fn seat_of(&self, obj: &gst::Object) -> Option<String> {
-        let mut cur = Some(obj.clone());
-        while let Some(o) = cur {
-            let name = o.name();
-            if let Some(id) = name
-                .strip_prefix("seat-")
-                .or_else(|| name.strip_prefix("placeholder-"))
-                && o.parent()
-                    .is_some_and(|p| p == *self.pipeline.upcast_ref::<gst::Object>())
-            {
-                return Some(id.to_owned());
-            }
-            cur = o.parent();
-        }
-        None
-    }
-
     /// A seat's source failed: the seat leaves the mix, the room goes on.
     fn fail_seat(&self, id: &str, reason: String) {
         let seat = {
@@ -820,14 +817,43 @@ impl Inner {
     }
 }
 
+/// The seat an element belongs to, if any: the `seat-<id>` (or `placeholder-<id>`) bin right
+/// under the pipeline among its ancestors. Must run while the element is still in the
+/// hierarchy, which is why it runs in the bus's sync handler.
+fn seat_of(obj: &gst::Object, pipeline: &gst::Object) -> Option<String> {
+    let mut cur = Some(obj.clone());
+    while let Some(o) = cur {
+        let parent = o.parent();
+        if parent.as_ref() == Some(pipeline) {
+            let name = o.name();
+            return name
+                .strip_prefix("seat-")
+                .or_else(|| name.strip_prefix("placeholder-"))
+                .map(str::to_owned);
+        }
+        cur = parent;
+    }
+    None
+}
+
+/// A bus message and, for errors, the seat it came from (found while the hierarchy was intact).
+struct Posted {
+    msg: gst::Message,
+    seat: Option<String>,
+}
+
 /// No frame for this long counts as a stall (at least 500 ms, or 10 frames at low rates).
 fn stall_timeout(fps: u32) -> Duration {
     Duration::from_millis(500).max(Duration::from_millis(10_000 / u64::from(fps.max(1))))
 }
 
-fn bus_loop(bus: gst::Bus, room: std::sync::Weak<Inner>) {
+fn bus_loop(rx: std::sync::mpsc::Receiver<Posted>, room: std::sync::Weak<Inner>) {
     loop {
-        let msg = bus.timed_pop(gst::ClockTime::from_mseconds(100));
+        let posted = match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(p) => Some(p),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let Some(inner) = room.upgrade() else {
             return;
         };
@@ -835,7 +861,7 @@ fn bus_loop(bus: gst::Bus, room: std::sync::Weak<Inner>) {
             return;
         }
         inner.tick();
-        let Some(msg) = msg else {
+        let Some(Posted { msg, seat }) = posted else {
             continue;
         };
         use gst::MessageView;
@@ -851,7 +877,7 @@ fn bus_loop(bus: gst::Bus, room: std::sync::Weak<Inner>) {
                     .map(|s| s.path_string().to_string())
                     .unwrap_or_default();
                 let reason = format!("{} ({src})", err.error());
-                if let Some(seat) = msg.src().and_then(|s| inner.seat_of(s)) {
+                if let Some(seat) = seat {
                     inner.fail_seat(&seat, reason);
                     continue;
                 }

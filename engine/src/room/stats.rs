@@ -81,8 +81,9 @@ pub struct SeatCounters {
     pub audio_buffers: AtomicU64,
     pub video_eos: AtomicBool,
     pub audio_eos: AtomicBool,
-    /// End (pts + duration, running time in ns) of the last buffer seen on either pad.
-    pub end_ns: AtomicU64,
+    /// End (pts + duration, running time in ns) of the last video and audio buffers.
+    pub video_end_ns: AtomicU64,
+    pub audio_end_ns: AtomicU64,
     /// Milliseconds since `epoch` of the last video buffer; 0 before any.
     pub last_video_ms: AtomicU64,
     epoch: Instant,
@@ -95,7 +96,8 @@ impl SeatCounters {
             audio_buffers: AtomicU64::new(0),
             video_eos: AtomicBool::new(false),
             audio_eos: AtomicBool::new(false),
-            end_ns: AtomicU64::new(0),
+            video_end_ns: AtomicU64::new(0),
+            audio_end_ns: AtomicU64::new(0),
             last_video_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
@@ -106,14 +108,23 @@ impl SeatCounters {
         self.last_video_ms
             .store(self.epoch.elapsed().as_millis() as u64 + 1, Relaxed);
         if let Some(e) = end_ns {
-            self.end_ns.fetch_max(e, Relaxed);
+            self.video_end_ns.fetch_max(e, Relaxed);
         }
     }
 
     pub fn mark_audio(&self, end_ns: Option<u64>) {
         self.audio_buffers.fetch_add(1, Relaxed);
         if let Some(e) = end_ns {
-            self.end_ns.fetch_max(e, Relaxed);
+            self.audio_end_ns.fetch_max(e, Relaxed);
+        }
+    }
+
+    /// Where this seat's media ends: its video if it has any (the mix is cut on frames), else
+    /// its audio.
+    pub fn end_ns(&self) -> u64 {
+        match self.video_end_ns.load(Relaxed) {
+            0 => self.audio_end_ns.load(Relaxed),
+            v => v,
         }
     }
 
@@ -164,7 +175,7 @@ mod tests {
         assert!(s.since_last_video().is_none());
         s.mark_video(Some(40));
         s.mark_audio(Some(20));
-        assert_eq!(s.end_ns.load(Relaxed), 40);
+        assert_eq!(s.end_ns(), 40);
         assert!(s.since_last_video().unwrap() < std::time::Duration::from_secs(1));
         assert!(!s.ended());
         s.video_eos.store(true, Relaxed);
