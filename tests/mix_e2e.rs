@@ -347,3 +347,34 @@ fn a_failing_seat_stays_in_its_room() {
         assert!(dur > 1.5, "room {d} recorded {dur} s");
     }
 }
+
+/// Inputs with B-frames carry an edit list (their segment starts after zero): the mix must end
+/// exactly on their last frame, not one edit later with black frames.
+#[test]
+fn inputs_with_an_edit_list_end_on_their_last_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("bframes.mp4");
+    motion_clip(&clip, "testsrc2", 2.0, 640, 360, 30, 440).unwrap();
+    assert_eq!(frame_count(&clip).unwrap(), 60);
+    let out = dir.path().join("out");
+    let seats = [("a", clip.to_string_lossy().into_owned())];
+    mix::run(
+        &mix_args("single", &seats, None, &out),
+        &presets(),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    for r in ["720p", "480p", "360p"] {
+        assert_eq!(
+            frame_count(&out.join(format!("{r}.mp4"))).unwrap(),
+            60,
+            "{r}"
+        );
+    }
+    // The last frame is picture, not background.
+    let last = frame_at(&out.join("720p.mp4"), 1.95).unwrap();
+    assert!(
+        !near(last.px(640, 360), rgb_of("black"), 20),
+        "last frame is black"
+    );
+}

@@ -113,11 +113,13 @@ pub fn motion_clip(
         "-f",
         "lavfi",
         "-i",
-        &format!("{pattern}=s={w}x{h}:r={fps}:d={secs}"),
+        &format!("{pattern}=s={w}x{h}:r={fps}"),
         "-f",
         "lavfi",
         "-i",
-        &format!("sine=f={tone_hz}:d={secs}:sample_rate=48000"),
+        &format!("sine=f={tone_hz}:sample_rate=48000"),
+        "-t",
+        &secs.to_string(),
         "-c:v",
         "libx264",
         "-preset",
@@ -135,6 +137,60 @@ pub fn motion_clip(
         "-shortest",
         path.to_str().context("utf-8 path")?,
     ]))?;
+    Ok(())
+}
+
+/// A camera-like clip: the shared face photograph, scaled up and panned, with a tone. Real
+/// texture and motion, so encoders and scalers work as they do on hosts.
+pub fn photo_pan_clip(
+    path: &Path,
+    secs: f64,
+    w: u32,
+    h: u32,
+    fps: u32,
+    tone_hz: u32,
+) -> Result<()> {
+    let photo = workspace_root().join("../shared/testdata/face-astronaut-512.png");
+    let photo = if photo.is_file() {
+        photo
+    } else {
+        workspace_root().join("shared/testdata/face-astronaut-512.png")
+    };
+    run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", &fps.to_string(), "-i"])
+        .arg(&photo)
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            &format!("sine=f={tone_hz}:sample_rate=48000"),
+            "-t",
+            &secs.to_string(),
+            "-vf",
+            &format!(
+                "scale={sw}:-2:flags=lanczos,crop={w}:{h}:x='(iw-{w})/2+(iw-{w})/2*sin(t/2)':y='(ih-{h})/2+(ih-{h})/3*cos(t/3)',format=yuv420p",
+                sw = w * 3 / 2
+            ),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "18",
+            "-g",
+            &fps.to_string(),
+            "-colorspace",
+            "bt709",
+            "-color_primaries",
+            "bt709",
+            "-color_trc",
+            "bt709",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "128k",
+        ])
+        .arg(path))?;
     Ok(())
 }
 
@@ -294,6 +350,23 @@ pub fn frame_at(path: &Path, t: f64) -> Result<Frame> {
     })
 }
 
+/// Decoded video frames in a file.
+pub fn frame_count(path: &Path) -> Result<usize> {
+    let out = run(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-count_frames",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "stream=nb_read_frames",
+        "-of",
+        "csv=p=0",
+        path.to_str().context("utf-8 path")?,
+    ]))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
 /// Named colours as ffmpeg's `color` source and videotestsrc draw them, in RGB.
 pub fn rgb_of(name: &str) -> [u8; 3] {
     match name {
@@ -315,8 +388,18 @@ pub fn near(a: [u8; 3], b: [u8; 3], tol: u8) -> bool {
     a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tol)
 }
 
-/// Mean of `ffmpeg -lavfi psnr` (luma+chroma average) between two files of the same size.
+/// Mean of `ffmpeg -lavfi psnr` (luma+chroma average) between two files of the same size,
+/// frame by frame in decode order (timestamps rewritten to frame numbers, so container
+/// timestamp rounding cannot pair the wrong frames). Both must have the same frame count.
 pub fn psnr(distorted: &Path, reference: &Path) -> Result<f64> {
+    let (a, b) = (frame_count(distorted)?, frame_count(reference)?);
+    if a != b {
+        bail!(
+            "{} has {a} frames but {} has {b}",
+            distorted.display(),
+            reference.display()
+        );
+    }
     let out = run(Command::new("ffmpeg").args([
         "-v",
         "info",
@@ -326,7 +409,7 @@ pub fn psnr(distorted: &Path, reference: &Path) -> Result<f64> {
         "-i",
         reference.to_str().context("utf-8")?,
         "-lavfi",
-        "[0:v][1:v]psnr",
+        "[0:v]setpts=N/(30*TB)[a];[1:v]setpts=N/(30*TB)[b];[a][b]psnr",
         "-f",
         "null",
         "-",

@@ -60,6 +60,8 @@ pub struct SwitchRecord {
     pub pts: Option<gst::ClockTime>,
     /// From `set_layout` to that frame being mixed.
     pub latency: Option<Duration>,
+    /// From `set_layout` to that frame leaving the top rung's encoder.
+    pub output_latency: Option<Duration>,
 }
 
 struct State {
@@ -74,6 +76,9 @@ struct State {
     frames: u64,
     /// The full-canvas background pad and the solid-colour source feeding it.
     background: Option<(gst::Pad, gst::Element)>,
+    requested_at_for_output: Option<Instant>,
+    /// PTS of the last switch's first frame, until it leaves the encoder.
+    pending_output: Option<(gst::ClockTime, Option<Instant>)>,
 }
 
 /// Shared handle to the applier; cheap to clone.
@@ -100,6 +105,8 @@ impl LayoutControl {
                 switches: Vec::new(),
                 frames: 0,
                 background: None,
+                requested_at_for_output: None,
+                pending_output: None,
             })),
         }
     }
@@ -190,6 +197,19 @@ impl LayoutControl {
         }
     }
 
+    /// Called with each encoded frame of the top rung: closes the last switch's output latency.
+    pub fn on_encoded(&self, pts: gst::ClockTime) {
+        let mut s = self.lock();
+        if let Some((switch_pts, at)) = s.pending_output
+            && pts >= switch_pts
+        {
+            s.pending_output = None;
+            if let (Some(at), Some(last)) = (at, s.switches.last_mut()) {
+                last.output_latency = Some(at.elapsed());
+            }
+        }
+    }
+
     /// Layout switches so far, oldest first.
     pub fn switches(&self) -> Vec<SwitchRecord> {
         self.lock().switches.clone()
@@ -215,6 +235,7 @@ impl LayoutControl {
         s.frames += 1;
         if s.applied_generation != s.generation {
             s.applied_generation = s.generation;
+            s.requested_at_for_output = s.requested_at;
             let latency = s.requested_at.take().map(|t| t.elapsed());
             if s.switches.len() == SWITCH_HISTORY {
                 s.switches.remove(0);
@@ -223,7 +244,9 @@ impl LayoutControl {
                 generation: s.generation,
                 pts,
                 latency,
+                output_latency: None,
             });
+            s.pending_output = pts.map(|p| (p, s.requested_at_for_output.take()));
             if let Some((_, src)) = &s.background {
                 src.set_property("foreground-color", s.layout.background.argb());
             }

@@ -68,11 +68,12 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
             // 20 ms buffers: the audio mixer's granularity, and low latency when live.
             asrc.set_property("samplesperbuffer", (MIX_RATE / 50) as i32);
             let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
+            let level = level()?;
             let vq = queue(Some("vqueue"), gst::ClockTime::from_mseconds(500))?;
             let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
-            bin.add_many([&vsrc, &vcaps, &vq, &asrc, &acaps, &aq])?;
+            bin.add_many([&vsrc, &vcaps, &vq, &asrc, &acaps, &level, &aq])?;
             gst::Element::link_many([&vsrc, &vcaps, &vq])?;
-            gst::Element::link_many([&asrc, &acaps, &aq])?;
+            gst::Element::link_many([&asrc, &acaps, &level, &aq])?;
             video.set_target(Some(&vq.static_pad("src").context("queue src")?))?;
             audio.set_target(Some(&aq.static_pad("src").context("queue src")?))?;
         }
@@ -94,9 +95,10 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
             let aconv = make("audioconvert", Some("aconv"))?;
             let ares = make("audioresample", Some("ares"))?;
             let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
+            let level = level()?;
             let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
-            bin.add_many([&dec, &vq, &aconv, &ares, &acaps, &aq])?;
-            gst::Element::link_many([&aconv, &ares, &acaps, &aq])?;
+            bin.add_many([&dec, &vq, &aconv, &ares, &acaps, &level, &aq])?;
+            gst::Element::link_many([&aconv, &ares, &acaps, &level, &aq])?;
             video.set_target(Some(&vq.static_pad("src").context("queue src")?))?;
             audio.set_target(Some(&aq.static_pad("src").context("queue src")?))?;
             let vsink = vq.static_pad("sink").context("queue sink")?;
@@ -158,6 +160,14 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
         video: video.upcast(),
         audio: audio.upcast(),
     })
+}
+
+/// Audio level meter: posts the seat's RMS level (dBFS per channel) every 200 ms.
+fn level() -> Result<gst::Element> {
+    let l = make("level", Some("level"))?;
+    l.set_property("interval", gst::ClockTime::from_mseconds(200).nseconds());
+    l.set_property("post-messages", true);
+    Ok(l)
 }
 
 /// Sends stream-start, a segment and EOS into a sink pad that will never see data.

@@ -28,7 +28,7 @@ use crate::pipeline::{
 };
 use crate::presets::{Ladder, Layout};
 pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError};
-use stats::{RungCounters, RungSummary, SeatCounters};
+use stats::{RateMeter, RungCounters, RungSummary, SeatCounters};
 
 /// Where a room is in its life.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -146,6 +146,41 @@ struct Inner {
     changed: Condvar,
     started: Instant,
     outputs: Vec<OutputSpec>,
+    rates: Mutex<Rates>,
+    /// Keeps the last mixed frame (live rooms), for snapshots.
+    snapshot: Option<gst::Element>,
+}
+
+/// Rates sampled from the counters about once a second by the bus thread.
+#[derive(Default)]
+struct Rates {
+    seat_fps: BTreeMap<String, RateMeter>,
+    rung_fps: Vec<RateMeter>,
+    rung_bytes: Vec<RateMeter>,
+    mix_fps: RateMeter,
+}
+
+/// A seat's live figures, for stats.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SeatStats {
+    pub id: String,
+    pub state: SeatState,
+    pub input_fps: f64,
+    pub frames_received: u64,
+    pub frames_dropped: u64,
+    pub audio_level_dbfs: f64,
+}
+
+/// A rung's live figures, for stats.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RungStats {
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    pub encoded_fps: f64,
+    pub bitrate_kbps: f64,
+    pub frames: u64,
+    pub keyframes: u64,
 }
 
 /// A running room. Dropping it stops the pipeline without finalising: call `stop` first.
@@ -258,6 +293,22 @@ impl Room {
         gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
 
         let rungs = build_ladder(&pipeline, &mix_tee, &ladder)?;
+        // When a layout switch reaches the encoded output of the top rung.
+        if let Some(top) = rungs
+            .iter()
+            .max_by_key(|r| u64::from(r.width) * u64::from(r.height))
+        {
+            let ctl = layout.clone();
+            top.tee
+                .static_pad("sink")
+                .context("rung tee sink")?
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(pts) = info.buffer().and_then(|b| b.pts()) {
+                        ctl.on_encoded(pts);
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        }
 
         for out in &spec.outputs {
             match &out.kind {
@@ -266,6 +317,12 @@ impl Room {
                 }
             }
         }
+
+        let snapshot = if spec.live {
+            Some(add_snapshot_sink(&pipeline, &mix_tee)?)
+        } else {
+            None
+        };
 
         let stop_when_finite_seats_end =
             !spec.live && spec.seats.iter().any(|s| !s.source.is_endless());
@@ -288,6 +345,8 @@ impl Room {
             changed: Condvar::new(),
             started: Instant::now(),
             outputs: spec.outputs.clone(),
+            rates: Mutex::new(Rates::default()),
+            snapshot,
         });
         for s in spec.seats {
             inner.attach_seat(s)?;
@@ -298,9 +357,9 @@ impl Room {
         let pipeline_obj = pipeline.clone().upcast::<gst::Object>();
         bus.set_sync_handler(move |_, msg| {
             let seat = match msg.view() {
-                gst::MessageView::Error(_) | gst::MessageView::Warning(_) => {
-                    msg.src().and_then(|s| seat_of(s, &pipeline_obj))
-                }
+                gst::MessageView::Error(_)
+                | gst::MessageView::Warning(_)
+                | gst::MessageView::Element(_) => msg.src().and_then(|s| seat_of(s, &pipeline_obj)),
                 _ => None,
             };
             let _ = tx.send(Posted {
@@ -493,6 +552,82 @@ impl Room {
             .collect()
     }
 
+    /// Live per-seat figures, in id order.
+    pub fn seat_stats(&self) -> Vec<SeatStats> {
+        let rates = lock(&self.inner.rates);
+        lock(&self.inner.seats)
+            .iter()
+            .map(|(id, s)| SeatStats {
+                id: id.clone(),
+                state: s.state.clone(),
+                input_fps: round1(rates.seat_fps.get(id).map_or(0.0, |m| m.rate)),
+                frames_received: s.counters.video_frames.load(Relaxed),
+                frames_dropped: s.counters.late_frames.load(Relaxed),
+                audio_level_dbfs: round1(s.counters.audio_level_dbfs()),
+            })
+            .collect()
+    }
+
+    /// Live per-rung figures, in ladder order.
+    pub fn rung_stats(&self) -> Vec<RungStats> {
+        let rates = lock(&self.inner.rates);
+        self.inner
+            .rungs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RungStats {
+                name: r.name.clone(),
+                width: r.width,
+                height: r.height,
+                encoded_fps: round1(rates.rung_fps.get(i).map_or(0.0, |m| m.rate)),
+                bitrate_kbps: round1(
+                    rates
+                        .rung_bytes
+                        .get(i)
+                        .map_or(0.0, |m| m.rate * 8.0 / 1000.0),
+                ),
+                frames: r.counters.frames.load(Relaxed),
+                keyframes: r.counters.keyframes.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// Mixed frames per second over the last second.
+    pub fn mix_fps(&self) -> f64 {
+        round1(lock(&self.inner.rates).mix_fps.rate)
+    }
+
+    /// The current mixed frame as JPEG, `width` pixels wide (keeping the aspect) or at canvas
+    /// size. Live rooms only; `None` before the first frame.
+    pub fn snapshot_jpeg(&self, width: Option<u32>) -> Result<Option<Vec<u8>>> {
+        let Some(sink) = &self.inner.snapshot else {
+            bail!(
+                "room {} has no snapshot (offline rooms keep none)",
+                self.inner.id
+            );
+        };
+        let Some(sample) = sink.property::<Option<gst::Sample>>("last-sample") else {
+            return Ok(None);
+        };
+        let (cw, ch) = (
+            self.inner.ladder.canvas.width,
+            self.inner.ladder.canvas.height,
+        );
+        let w = width.unwrap_or(cw).clamp(16, cw);
+        let h = ((u64::from(w) * u64::from(ch) / u64::from(cw)) as u32).max(2) & !1;
+        let caps = gst::Caps::builder("image/jpeg")
+            .field("width", w as i32)
+            .field("height", h as i32)
+            .build();
+        let jpeg = gst_video::convert_sample(&sample, &caps, Some(gst::ClockTime::from_seconds(5)))
+            .map_err(|e| anyhow!("cannot encode the snapshot: {e}"))?;
+        let buf = jpeg.buffer().context("snapshot has no buffer")?;
+        let map = buf
+            .map_readable()
+            .map_err(|_| anyhow!("snapshot buffer unreadable"))?;
+        Ok(Some(map.as_slice().to_vec()))
+    }
+
     /// Stops the mix at `at` (running time). Offline rooms use this for `--duration`.
     pub fn stop_at(&self, at: gst::ClockTime) {
         self.inner.gate.set(at);
@@ -640,7 +775,8 @@ impl Inner {
         Ok(())
     }
 
-    /// Counts the seat's buffers and notices when its source ends.
+    /// Counts the seat's buffers, notices when its source ends, and (live rooms) counts frames
+    /// that arrive too late for the mix, which the compositor drops.
     fn count_seat(
         self: &Arc<Self>,
         id: &str,
@@ -648,18 +784,28 @@ impl Inner {
         audio: &gst::Pad,
         counters: &Arc<SeatCounters>,
     ) {
+        let frame_ns = gst::ClockTime::SECOND.nseconds() / u64::from(self.ladder.canvas.fps.max(1));
         for (pad, is_video) in [(video, true), (audio, false)] {
             let c = counters.clone();
             let weak = Arc::downgrade(self);
             let id = id.to_owned();
+            let live = self.live;
+            let pipeline = self.pipeline.downgrade();
             pad.add_probe(
                 gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
-                move |_pad, info| {
+                move |pad, info| {
                     if let Some(b) = info.buffer() {
-                        let end = b
-                            .pts()
-                            .map(|p| (p + b.duration().unwrap_or_default()).nseconds());
+                        let end = buffer_end_running_time(pad, b);
                         if is_video {
+                            if live
+                                && let (Some(end), Some(now)) = (
+                                    end,
+                                    pipeline.upgrade().and_then(|p| p.current_running_time()),
+                                )
+                                && end + 3 * frame_ns < now.nseconds()
+                            {
+                                c.late_frames.fetch_add(1, Relaxed);
+                            }
                             c.mark_video(end);
                         } else {
                             c.mark_audio(end);
@@ -792,8 +938,32 @@ impl Inner {
         self.on_seat_input_ended(id);
     }
 
-    /// Periodic: seat states from their counters, placeholders for stalled seats.
+    /// Periodic: seat states from their counters, placeholders for stalled seats, rates.
     fn tick(&self) {
+        let now = Instant::now();
+        {
+            let mut rates = lock(&self.rates);
+            rates.mix_fps.sample(now, self.layout.frames());
+            rates
+                .rung_fps
+                .resize_with(self.rungs.len(), RateMeter::default);
+            rates
+                .rung_bytes
+                .resize_with(self.rungs.len(), RateMeter::default);
+            for (i, r) in self.rungs.iter().enumerate() {
+                rates.rung_fps[i].sample(now, r.counters.frames.load(Relaxed));
+                rates.rung_bytes[i].sample(now, r.counters.bytes.load(Relaxed));
+            }
+            let seats = lock(&self.seats);
+            rates.seat_fps.retain(|id, _| seats.contains_key(id));
+            for (id, seat) in seats.iter() {
+                rates
+                    .seat_fps
+                    .entry(id.clone())
+                    .or_default()
+                    .sample(now, seat.counters.video_frames.load(Relaxed));
+            }
+        }
         let mut seats = lock(&self.seats);
         for (id, seat) in seats.iter_mut() {
             if matches!(seat.state, SeatState::Failed(_)) {
@@ -815,6 +985,17 @@ impl Inner {
             seat.state = new;
         }
     }
+}
+
+/// Where a buffer ends on the room's clock: segment start and pad offset applied, which is
+/// what the mixers compare against the canvas timeline. Files with an edit list start their
+/// segment after zero, so stream time would be off by the edit.
+fn buffer_end_running_time(pad: &gst::Pad, b: &gst::BufferRef) -> Option<u64> {
+    let pts = b.pts()?;
+    let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+    let seg = ev.segment().downcast_ref::<gst::ClockTime>()?;
+    let rt = seg.to_running_time(pts + b.duration().unwrap_or_default())?;
+    u64::try_from(rt.nseconds() as i64 + pad.offset()).ok()
 }
 
 /// The seat an element belongs to, if any: the `seat-<id>` (or `placeholder-<id>`) bin right
@@ -902,6 +1083,20 @@ fn bus_loop(rx: std::sync::mpsc::Receiver<Posted>, room: std::sync::Weak<Inner>)
             }
             MessageView::Latency(_) => {
                 let _ = inner.pipeline.recalculate_latency();
+            }
+            MessageView::Element(el) => {
+                if let (Some(seat), Some(st)) = (seat, el.structure())
+                    && st.name() == "level"
+                    && let Ok(rms) = st.get::<gst::glib::ValueArray>("rms")
+                {
+                    let loudest = rms
+                        .iter()
+                        .filter_map(|v| v.get::<f64>().ok())
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    if let Some(s) = lock(&inner.seats).get(&seat) {
+                        s.counters.set_audio_level_dbfs(loudest);
+                    }
+                }
             }
             _ => {}
         }
@@ -1017,4 +1212,26 @@ fn add_file_output(
         files.push(path);
     }
     Ok(files)
+}
+
+fn round1(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+/// A leaky branch off the mix that keeps the last frame for snapshots: it never holds up the
+/// mix (the queue drops old frames), and the sink neither syncs nor prerolls.
+fn add_snapshot_sink(pipeline: &gst::Pipeline, mix_tee: &gst::Element) -> Result<gst::Element> {
+    let q = make("queue", Some("snapshot-queue"))?;
+    q.set_property("max-size-buffers", 1u32);
+    q.set_property("max-size-bytes", 0u32);
+    q.set_property("max-size-time", 0u64);
+    q.set_property_from_str("leaky", "downstream");
+    let sink = make("fakesink", Some("snapshot"))?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    sink.set_property("enable-last-sample", true);
+    pipeline.add_many([&q, &sink])?;
+    mix_tee.link(&q)?;
+    q.link(&sink)?;
+    Ok(sink)
 }

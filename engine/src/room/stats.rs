@@ -74,6 +74,35 @@ impl RungSummary {
     }
 }
 
+/// What the level meter reports for silence.
+pub const SILENCE_DBFS: f64 = -120.0;
+
+/// Frames (or bytes) per second between two samples of a counter.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Rate {
+    pub per_second: f64,
+}
+
+/// Turns a counter into a rate, sampled about once a second.
+#[derive(Debug, Default)]
+pub struct RateMeter {
+    last: Option<(Instant, u64)>,
+    pub rate: f64,
+}
+
+impl RateMeter {
+    pub fn sample(&mut self, now: Instant, value: u64) {
+        if let Some((t, v)) = self.last {
+            let dt = now.duration_since(t).as_secs_f64();
+            if dt < 0.5 {
+                return;
+            }
+            self.rate = value.saturating_sub(v) as f64 / dt;
+        }
+        self.last = Some((now, value));
+    }
+}
+
 /// Input of one seat, counted at the seat bin's output.
 #[derive(Debug)]
 pub struct SeatCounters {
@@ -86,6 +115,10 @@ pub struct SeatCounters {
     pub audio_end_ns: AtomicU64,
     /// Milliseconds since `epoch` of the last video buffer; 0 before any.
     pub last_video_ms: AtomicU64,
+    /// Video frames that arrived too late for the mix (live rooms).
+    pub late_frames: AtomicU64,
+    /// Loudest channel's RMS over the last level interval, dBFS, as f64 bits.
+    pub audio_level_bits: AtomicU64,
     epoch: Instant,
 }
 
@@ -99,6 +132,8 @@ impl SeatCounters {
             video_end_ns: AtomicU64::new(0),
             audio_end_ns: AtomicU64::new(0),
             last_video_ms: AtomicU64::new(0),
+            late_frames: AtomicU64::new(0),
+            audio_level_bits: AtomicU64::new(SILENCE_DBFS.to_bits()),
             epoch: Instant::now(),
         }
     }
@@ -128,8 +163,25 @@ impl SeatCounters {
         }
     }
 
+    pub fn audio_level_dbfs(&self) -> f64 {
+        f64::from_bits(self.audio_level_bits.load(Relaxed))
+    }
+
+    pub fn set_audio_level_dbfs(&self, db: f64) {
+        let db = if db.is_finite() {
+            db.max(SILENCE_DBFS)
+        } else {
+            SILENCE_DBFS
+        };
+        self.audio_level_bits.store(db.to_bits(), Relaxed);
+    }
+
+    /// The seat's media is over for the mix: its video has ended (the mix is cut on frames,
+    /// and must be cut before the compositor moves past the last frame), or it had no video
+    /// and its audio has ended.
     pub fn ended(&self) -> bool {
-        self.video_eos.load(Relaxed) && self.audio_eos.load(Relaxed)
+        self.video_eos.load(Relaxed)
+            && (self.video_frames.load(Relaxed) > 0 || self.audio_eos.load(Relaxed))
     }
 
     /// How long since the last video frame arrived; `None` before the first.
@@ -170,6 +222,17 @@ mod tests {
     }
 
     #[test]
+    fn rate_meter() {
+        let mut m = RateMeter::default();
+        let t = Instant::now();
+        m.sample(t, 0);
+        m.sample(t + std::time::Duration::from_millis(100), 5);
+        assert_eq!(m.rate, 0.0, "too soon to tell");
+        m.sample(t + std::time::Duration::from_secs(2), 60);
+        assert_eq!(m.rate, 30.0);
+    }
+
+    #[test]
     fn seat_liveness() {
         let s = SeatCounters::new();
         assert!(s.since_last_video().is_none());
@@ -179,7 +242,11 @@ mod tests {
         assert!(s.since_last_video().unwrap() < std::time::Duration::from_secs(1));
         assert!(!s.ended());
         s.video_eos.store(true, Relaxed);
-        s.audio_eos.store(true, Relaxed);
-        assert!(s.ended());
+        assert!(s.ended(), "video decides once there was video");
+        let audio_only = SeatCounters::new();
+        audio_only.video_eos.store(true, Relaxed);
+        assert!(!audio_only.ended());
+        audio_only.audio_eos.store(true, Relaxed);
+        assert!(audio_only.ended());
     }
 }
