@@ -6,11 +6,16 @@
 //! strings (`source`), room specs (`room::spec`) — is plain Rust with unit tests, while graph
 //! building (`pipeline`) and lifecycle control (`room`) are separate layers on top.
 
+pub mod api;
+pub mod config;
 pub mod geometry;
+pub mod metrics;
 pub mod mix;
 pub mod pipeline;
 pub mod presets;
 pub mod room;
+pub mod serve;
+pub mod service;
 pub mod source;
 
 use std::sync::OnceLock;

@@ -50,6 +50,21 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the engine with its HTTP control plane until SIGINT/SIGTERM.
+    Serve {
+        /// Configuration file (TOML); SHOWMIX_* variables and flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// API address, e.g. 127.0.0.1:8080.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Bearer token required on /v1 (required off loopback).
+        #[arg(long)]
+        api_token: Option<String>,
+        /// Create the demo room (pk of two test patterns) through the API, writing to DIR.
+        #[arg(long, value_name = "DIR")]
+        demo: Option<PathBuf>,
+    },
     /// List the presets, or print one.
     Presets {
         #[command(subcommand)]
@@ -84,8 +99,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    if let Command::Serve {
+        config,
+        listen,
+        api_token,
+        demo,
+    } = cli.command
+    {
+        let flags = showmix::config::Flags { listen, api_token };
+        let cfg = showmix::config::Config::load(config.as_deref(), &showmix::config::Env, &flags)?;
+        let dir = cli.presets_dir.clone().or_else(|| cfg.presets_dir.clone());
+        let presets = Presets::load(dir.as_deref())?;
+        return showmix::serve::main(cfg, presets, demo);
+    }
     let presets = Presets::load(cli.presets_dir.as_deref())?;
     match cli.command {
+        Command::Serve { .. } => unreachable!("handled above"),
         Command::Presets { action } => match action.unwrap_or(PresetsAction::List) {
             PresetsAction::List => {
                 print_list(

@@ -179,6 +179,17 @@ impl LayoutControl {
         );
     }
 
+    /// Gives a seat a new placeholder pad (or none).
+    pub fn set_placeholder(&self, id: &str, pad: Option<gst::Pad>) {
+        if let Some(p) = &pad {
+            p.set_property("alpha", 0.0f64);
+        }
+        if let Some(seat) = self.lock().seats.get_mut(id) {
+            seat.placeholder = pad;
+            seat.placeholder_applied = None;
+        }
+    }
+
     pub fn remove_seat(&self, id: &str) {
         self.lock().seats.remove(id);
     }

@@ -162,6 +162,16 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
     })
 }
 
+/// Sets the beauty filter's levels from a preset.
+pub fn apply_beauty(filter: &gst::Element, b: &crate::presets::Beauty) {
+    filter.set_property("smoothness", b.smoothness);
+    filter.set_property("lightening", b.lightening);
+    filter.set_property_from_str("lightening-contrast", b.lightening_contrast.as_str());
+    filter.set_property("redness", b.redness);
+    filter.set_property("sharpness", b.sharpness);
+    filter.set_property("skin-mask", b.skin_mask);
+}
+
 /// Audio level meter: posts the seat's RMS level (dBFS per channel) every 200 ms.
 fn level() -> Result<gst::Element> {
     let l = make("level", Some("level"))?;

@@ -55,6 +55,22 @@ pub enum SeatState {
     Failed(String),
 }
 
+impl SeatState {
+    /// The state's name and, for failures, the reason.
+    pub fn parts(&self) -> (&'static str, Option<String>) {
+        match self {
+            SeatState::Connected => ("connected", None),
+            SeatState::Waiting => ("waiting", None),
+            SeatState::Stalled => ("stalled", None),
+            SeatState::Failed(r) => ("failed", Some(r.clone())),
+        }
+    }
+}
+
+fn seat_state_name<S: serde::Serializer>(s: &SeatState, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(s.parts().0)
+}
+
 struct Seat {
     spec: SeatSpec,
     bin: gst::Bin,
@@ -164,6 +180,7 @@ struct Rates {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct SeatStats {
     pub id: String,
+    #[serde(serialize_with = "seat_state_name")]
     pub state: SeatState,
     pub input_fps: f64,
     pub frames_received: u64,
@@ -510,6 +527,43 @@ impl Room {
         if let Some(m) = muted {
             seat.spec.muted = m;
             seat.mix_pad.set_property("mute", m);
+        }
+        Ok(())
+    }
+
+    /// Sets a seat's beauty levels; the seat's filter takes them on its next frame.
+    pub fn set_seat_beauty(&self, id: &str, beauty: crate::presets::Beauty) -> Result<()> {
+        beauty.validate()?;
+        let mut seats = lock(&self.inner.seats);
+        let seat = seats.get_mut(id).ok_or_else(|| anyhow!("no seat {id:?}"))?;
+        if let Some(filter) = seat.bin.by_name("beauty") {
+            seat::apply_beauty(&filter, &beauty);
+        }
+        seat.spec.beauty = beauty;
+        Ok(())
+    }
+
+    /// Replaces (or removes) the image a seat's tile shows when the seat has no picture.
+    pub fn set_seat_placeholder(&self, id: &str, image: Option<PathBuf>) -> Result<()> {
+        let old = {
+            let mut seats = lock(&self.inner.seats);
+            let seat = seats.get_mut(id).ok_or_else(|| anyhow!("no seat {id:?}"))?;
+            seat.spec.placeholder = image.clone();
+            seat.placeholder.take()
+        };
+        if let Some((bin, pad)) = old {
+            self.inner.layout.set_placeholder(id, None);
+            self.inner.compositor.release_request_pad(&pad);
+            let _ = bin.set_state(gst::State::Null);
+            let _ = self.inner.pipeline.remove(&bin);
+        }
+        if let Some(path) = image {
+            let (bin, pad) = self.inner.attach_placeholder(id, &path)?;
+            self.inner.layout.set_placeholder(id, Some(pad.clone()));
+            bin.sync_state_with_parent()?;
+            if let Some(seat) = lock(&self.inner.seats).get_mut(id) {
+                seat.placeholder = Some((bin, pad));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,334 @@
+//! The HTTP transport of the control plane, on hyper 1 and tokio (no framework: fourteen
+//! routes do not need one, and every limit below stays visible here).
+//!
+//! Per request: route match (404/405), bearer auth on `/v1` (constant-time comparison),
+//! body size limit (413) checked on `Content-Length` and while reading, a deadline for the
+//! whole request, the engine operation on a blocking thread (GStreamer calls block), JSON out.
+//! `/healthz`, `/readyz` and `/metrics` are open: probes and scrapers carry no token.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+
+use super::model::{ApiError, CreateRoom, SeatPatch, SeatRequest, parse_body, parse_value};
+use super::routes::{Route, route};
+use crate::metrics::{HttpMetrics, render};
+use crate::service::Engine;
+
+pub type Body = Full<Bytes>;
+
+struct State {
+    engine: Arc<Engine>,
+    http: HttpMetrics,
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn error_response(e: ApiError) -> Response<Body> {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    json(status, &e)
+}
+
+fn authorised(req: &Request<Incoming>, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(given) = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    given.as_bytes().ct_eq(token.as_bytes()).into()
+}
+
+async fn read_body(req: Request<Incoming>, limit: u64) -> Result<Bytes, ApiError> {
+    if let Some(len) = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(ApiError::too_large(limit));
+    }
+    let limited = Limited::new(req.into_body(), limit as usize);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(limit))
+        }
+        Err(e) => Err(ApiError::bad_request(format!("cannot read the body: {e}"))),
+    }
+}
+
+/// Runs an engine operation on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("operation failed: {e}")))?
+}
+
+fn query_u32(query: Option<&str>, key: &str) -> Result<Option<u32>, ApiError> {
+    let Some(q) = query else {
+        return Ok(None);
+    };
+    for kv in q.split('&') {
+        if let Some(v) = kv.strip_prefix(key).and_then(|r| r.strip_prefix('=')) {
+            return v
+                .parse::<u32>()
+                .map(Some)
+                .map_err(|_| ApiError::invalid(format!("{key}: {v:?} is not a whole number")));
+        }
+    }
+    Ok(None)
+}
+
+async fn dispatch(
+    st: Arc<State>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let cfg = &st.engine.config;
+    if route.needs_auth() && !authorised(&req, cfg.api_token.as_deref()) {
+        return Err(ApiError::unauthorized());
+    }
+    let query = req.uri().query().map(str::to_owned);
+    let body = if route.has_body() {
+        read_body(req, cfg.max_body_bytes).await?
+    } else {
+        Bytes::new()
+    };
+    let engine = st.engine.clone();
+    Ok(match route {
+        Route::Healthz => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+        Route::Readyz => {
+            if engine.ready() {
+                json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+            } else {
+                return Err(ApiError::unavailable(
+                    "not ready: shutting down or GStreamer unavailable",
+                ));
+            }
+        }
+        Route::Metrics => {
+            let st2 = st.clone();
+            let text = blocking(move || Ok(render(&st2.engine, &st2.http))).await?;
+            let mut r = Response::new(Full::new(Bytes::from(text)));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        Route::Presets => {
+            let p = &engine.presets;
+            json(
+                StatusCode::OK,
+                &serde_json::json!({"layouts": p.layouts, "ladders": p.ladders, "beauty": p.beauty}),
+            )
+        }
+        Route::ListRooms => {
+            let rooms = blocking(move || Ok(engine.list())).await?;
+            json(StatusCode::OK, &serde_json::json!({ "rooms": rooms }))
+        }
+        Route::CreateRoom => {
+            let req: CreateRoom = parse_body(&body)?;
+            let view = blocking(move || engine.create_room(req)).await?;
+            json(StatusCode::CREATED, &view)
+        }
+        Route::GetRoom(id) => json(StatusCode::OK, &blocking(move || engine.get(&id)).await?),
+        Route::DeleteRoom(id) => {
+            blocking(move || engine.delete(&id)).await?;
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Route::PutLayout(id) => {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+            json(
+                StatusCode::OK,
+                &blocking(move || engine.set_layout(&id, v)).await?,
+            )
+        }
+        Route::AddSeat(id) => {
+            let seat: SeatRequest = parse_body(&body)?;
+            json(
+                StatusCode::CREATED,
+                &blocking(move || engine.add_seat(&id, seat)).await?,
+            )
+        }
+        Route::PatchSeat(id, seat) => {
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+            let patch: SeatPatch = parse_value(v)?;
+            json(
+                StatusCode::OK,
+                &blocking(move || engine.patch_seat(&id, &seat, patch)).await?,
+            )
+        }
+        Route::DeleteSeat(id, seat) => json(
+            StatusCode::OK,
+            &blocking(move || engine.remove_seat(&id, &seat)).await?,
+        ),
+        Route::Stats(id) => json(StatusCode::OK, &blocking(move || engine.stats(&id)).await?),
+        Route::Snapshot(id) => {
+            let width = query_u32(query.as_deref(), "width")?;
+            if let Some(w) = width
+                && !(16..=7680).contains(&w)
+            {
+                return Err(ApiError::invalid(format!(
+                    "width: {w} is out of range (allowed 16..=7680)"
+                )));
+            }
+            let jpeg = blocking(move || engine.snapshot(&id, width)).await?;
+            let mut r = Response::new(Full::new(Bytes::from(jpeg)));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+            r.headers_mut()
+                .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+    })
+}
+
+async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let (template, resp) = match route(&method, req.uri().path()) {
+        Err(e) => ("unmatched", error_response(e)),
+        Ok(r) => {
+            let template = r.template();
+            let deadline = st.engine.config.request_timeout();
+            let resp = match tokio::time::timeout(deadline, dispatch(st.clone(), r, req)).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(e)) => error_response(e),
+                Err(_) => error_response(ApiError::timeout(format!(
+                    "the request took longer than {} ms",
+                    deadline.as_millis()
+                ))),
+            };
+            (template, resp)
+        }
+    };
+    st.http.record(
+        template,
+        &method,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    Ok(resp)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish
+/// (up to `drain`).
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    drain: Duration,
+) {
+    let state = Arc::new(State {
+        engine,
+        http: HttpMetrics::default(),
+    });
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let st = state.clone();
+                let conn = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(st.clone(), req)));
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = fut.await;
+                });
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
+
+/// A minimal HTTP/1.1 client on hyper, for `--demo`, tests and benchmarks: one request on a
+/// fresh connection. Returns (status, content type, body).
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, String, Bytes)> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let _ = stream.set_nodelay(true);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut b = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    if let Some(t) = token {
+        b = b.header(AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        b = b.header(CONTENT_TYPE, "application/json");
+    }
+    let req = b.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let bytes = resp.into_body().collect().await?.to_bytes();
+    Ok((status, ctype, bytes))
+}

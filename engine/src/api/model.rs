@@ -1,0 +1,430 @@
+//! The control plane's JSON: requests (parsed with the path of any bad field), responses, and
+//! API errors with their HTTP status. No HTTP types here: `api::http` does the transport.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::presets::ladder::Canvas;
+use crate::presets::validate::{FieldError, Invalid, is_valid_name};
+use crate::presets::{Beauty, Ladder, Layout, PresetError, Presets};
+use crate::room::{OutputKind, OutputSpec, SeatSpec, SpecError};
+use crate::source::Source;
+
+/// An error as the API returns it: `{"error": code, "message": ...}` with an HTTP status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    #[serde(skip)]
+    pub status: u16,
+    pub error: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, error: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", m)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            401,
+            "unauthorized",
+            "missing or wrong bearer token (send Authorization: Bearer <token>)",
+        )
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(404, "not_found", m)
+    }
+    pub fn method_not_allowed(m: impl Into<String>) -> Self {
+        Self::new(405, "method_not_allowed", m)
+    }
+    pub fn conflict(m: impl Into<String>) -> Self {
+        Self::new(409, "conflict", m)
+    }
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            413,
+            "body_too_large",
+            format!("request body is over the limit of {limit} bytes"),
+        )
+    }
+    pub fn invalid(m: impl Into<String>) -> Self {
+        Self::new(422, "invalid", m)
+    }
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(503, "unavailable", m)
+    }
+    pub fn timeout(m: impl Into<String>) -> Self {
+        Self::new(503, "timeout", m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(500, "internal", m)
+    }
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::invalid(e.to_string())
+    }
+}
+
+impl From<SpecError> for ApiError {
+    fn from(e: SpecError) -> Self {
+        match e {
+            SpecError::Invalid(i) => i.into(),
+            SpecError::Conflict(m) => ApiError::conflict(m),
+        }
+    }
+}
+
+impl From<PresetError> for ApiError {
+    fn from(e: PresetError) -> Self {
+        match e {
+            PresetError::Unknown { .. } => ApiError::not_found(e.to_string()),
+            _ => ApiError::invalid(e.to_string()),
+        }
+    }
+}
+
+fn invalid_field(field: &str, message: impl Into<String>) -> ApiError {
+    Invalid(vec![FieldError {
+        field: field.into(),
+        message: message.into(),
+    }])
+    .into()
+}
+
+/// Parses a JSON body: malformed JSON is a 400, a well-formed body with wrong types, missing
+/// or unknown fields is a 422 naming the field.
+pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    parse_value(value)
+}
+
+pub fn parse_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        invalid_field(&field, e.inner().to_string())
+    })
+}
+
+/// A preset name (`"pk"`) or an inline object of the preset's schema.
+fn preset_or_inline<T: DeserializeOwned>(
+    field: &str,
+    v: Value,
+    by_name: impl FnOnce(&str) -> Result<T, PresetError>,
+) -> Result<T, ApiError> {
+    match v {
+        Value::String(name) => {
+            if name.contains('/') || name.ends_with(".toml") {
+                // Files on the server are not the API's to read.
+                return Err(invalid_field(
+                    field,
+                    "must be a preset name or an inline object",
+                ));
+            }
+            Ok(by_name(&name)?)
+        }
+        Value::Object(_) => serde_path_to_error::deserialize(v)
+            .map_err(|e| invalid_field(&format!("{field}.{}", e.path()), e.inner().to_string())),
+        _ => Err(invalid_field(
+            field,
+            "must be a preset name (string) or an inline object",
+        )),
+    }
+}
+
+pub fn resolve_layout(presets: &Presets, v: Value) -> Result<Layout, ApiError> {
+    let mut l: Layout = preset_or_inline("layout", v, |n| presets.layout(n))?;
+    if l.name.is_empty() {
+        l.name = "custom".into();
+    }
+    l.validate().map_err(|e| prefix("layout", e))?;
+    Ok(l)
+}
+
+pub fn resolve_beauty(presets: &Presets, field: &str, v: Value) -> Result<Beauty, ApiError> {
+    let mut b: Beauty = preset_or_inline(field, v, |n| presets.beauty(n))?;
+    if b.name.is_empty() {
+        b.name = "custom".into();
+    }
+    b.validate().map_err(|e| prefix(field, e))?;
+    Ok(b)
+}
+
+fn prefix(p: &str, e: Invalid) -> ApiError {
+    Invalid(
+        e.0.into_iter()
+            .map(|f| FieldError {
+                field: format!("{p}.{}", f.field),
+                message: f.message,
+            })
+            .collect(),
+    )
+    .into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRoom {
+    pub id: Option<String>,
+    pub ladder: Option<Value>,
+    pub canvas: Option<Canvas>,
+    pub layout: Option<Value>,
+    #[serde(default)]
+    pub seats: Vec<SeatRequest>,
+    #[serde(default)]
+    pub outputs: Vec<OutputRequest>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatRequest {
+    pub id: String,
+    pub source: String,
+    pub slot: Option<usize>,
+    pub volume: Option<f64>,
+    pub muted: Option<bool>,
+    pub beauty: Option<Value>,
+    pub placeholder: Option<String>,
+}
+
+/// Live changes to a seat; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeatPatch {
+    pub slot: Option<usize>,
+    pub volume: Option<f64>,
+    pub muted: Option<bool>,
+    pub beauty: Option<Value>,
+    pub placeholder: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OutputRequest {
+    File { id: Option<String>, dir: String },
+}
+
+impl SeatRequest {
+    pub fn into_spec(self, presets: &Presets, field: &str) -> Result<SeatSpec, ApiError> {
+        let source = Source::parse(&self.source)
+            .map_err(|e| invalid_field(&format!("{field}.source"), e.to_string()))?;
+        let beauty = match self.beauty {
+            Some(v) => resolve_beauty(presets, &format!("{field}.beauty"), v)?,
+            None => presets.beauty("off").unwrap_or_default(),
+        };
+        Ok(SeatSpec {
+            id: self.id,
+            source,
+            slot: self.slot,
+            volume: self.volume.unwrap_or(1.0),
+            muted: self.muted.unwrap_or(false),
+            beauty,
+            placeholder: self.placeholder.map(PathBuf::from),
+        })
+    }
+}
+
+/// Resolves an output directory: relative paths go under the first output root; with roots
+/// configured, the directory must stay inside one of them.
+pub fn resolve_output_dir(roots: &[PathBuf], field: &str, dir: &str) -> Result<PathBuf, ApiError> {
+    let p = Path::new(dir);
+    if dir.is_empty()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(invalid_field(
+            field,
+            format!("{dir:?} is not allowed (no empty paths, no '..')"),
+        ));
+    }
+    let full = match roots.first() {
+        Some(root) if p.is_relative() => root.join(p),
+        _ => p.to_owned(),
+    };
+    if !roots.is_empty() && !roots.iter().any(|r| full.starts_with(r)) {
+        return Err(invalid_field(
+            field,
+            format!(
+                "{} is outside the output roots (allowed under: {})",
+                full.display(),
+                roots
+                    .iter()
+                    .map(|r| r.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(full)
+}
+
+impl OutputRequest {
+    pub fn into_spec(
+        self,
+        roots: &[PathBuf],
+        field: &str,
+        index: usize,
+    ) -> Result<OutputSpec, ApiError> {
+        match self {
+            OutputRequest::File { id, dir } => {
+                let id = id.unwrap_or_else(|| format!("file-{index}"));
+                if !is_valid_name(&id) {
+                    return Err(invalid_field(
+                        &format!("{field}.id"),
+                        format!("{id:?} is not a valid id (allowed: 1 to 64 of A-Z a-z 0-9 _ -)"),
+                    ));
+                }
+                Ok(OutputSpec {
+                    id,
+                    kind: OutputKind::File {
+                        dir: resolve_output_dir(roots, &format!("{field}.dir"), &dir)?,
+                    },
+                })
+            }
+        }
+    }
+}
+
+/// Ladder from a preset name or inline object, with an optional canvas override.
+pub fn resolve_ladder(
+    presets: &Presets,
+    v: Option<Value>,
+    canvas: Option<Canvas>,
+) -> Result<Ladder, ApiError> {
+    let mut ladder: Ladder = preset_or_inline(
+        "ladder",
+        v.unwrap_or_else(|| Value::String("showroom-720p".into())),
+        |n| presets.ladder(n),
+    )?;
+    if ladder.name.is_empty() {
+        ladder.name = "custom".into();
+    }
+    if let Some(c) = canvas {
+        ladder.canvas = c;
+    }
+    ladder.validate().map_err(|e| prefix("ladder", e))?;
+    Ok(ladder)
+}
+
+/// A random id or key: 128 bits as 32 hex digits.
+pub fn random_id() -> String {
+    let mut b = [0u8; 16];
+    if getrandom::fill(&mut b).is_err() {
+        // The OS has no randomness: fall back to time and address entropy, still unique.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b.copy_from_slice(&t.to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presets() -> Presets {
+        Presets::embedded().unwrap()
+    }
+
+    #[test]
+    fn malformed_json_is_400_and_wrong_types_422() {
+        let e = parse_body::<CreateRoom>(b"{\"id\": ").unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = parse_body::<CreateRoom>(br#"{"seats": [{"id": "a", "source": 5}]}"#).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(e.message.starts_with("seats[0].source:"), "{}", e.message);
+        let e = parse_body::<CreateRoom>(br#"{"sets": []}"#).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(e.message.contains("unknown field `sets`"), "{}", e.message);
+        let e = parse_body::<CreateRoom>(b"[1,2]").unwrap_err();
+        assert_eq!(e.status, 422);
+    }
+
+    #[test]
+    fn presets_or_inline() {
+        let p = presets();
+        assert_eq!(
+            resolve_layout(&p, Value::String("pk".into()))
+                .unwrap()
+                .slot_count(),
+            2
+        );
+        let e = resolve_layout(&p, Value::String("nope".into())).unwrap_err();
+        assert_eq!(e.status, 404);
+        let e = resolve_layout(&p, Value::String("/etc/passwd".into())).unwrap_err();
+        assert_eq!(e.status, 422);
+        let inline = serde_json::json!({"slots": [{"x": 0.0, "y": 0.0, "w": 1.5, "h": 1.0}]});
+        let e = resolve_layout(&p, inline).unwrap_err();
+        assert_eq!(e.status, 422);
+        assert!(
+            e.message.contains("layout.slots[0].w: 1.5 is out of range"),
+            "{}",
+            e.message
+        );
+        let inline = serde_json::json!({"slots": [{"x": 0.0, "y": 0.0, "w": 1.0, "h": 1.0, "fit": "stretch"}]});
+        let e = resolve_layout(&p, inline).unwrap_err();
+        assert!(e.message.contains("layout.slots[0].fit"), "{}", e.message);
+        let e = resolve_beauty(&p, "seats[0].beauty", serde_json::json!({"smoothness": 2}))
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            "seats[0].beauty.smoothness: 2 is out of range (allowed 0..=1)"
+        );
+    }
+
+    #[test]
+    fn ladder_canvas_override() {
+        let p = presets();
+        let l = resolve_ladder(&p, None, None).unwrap();
+        assert_eq!(l.name, "showroom-720p");
+        let e = resolve_ladder(
+            &p,
+            None,
+            Some(Canvas {
+                width: 640,
+                height: 360,
+                fps: 30,
+            }),
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("larger than the canvas 640x360"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn output_dirs_stay_under_roots() {
+        let roots = vec![PathBuf::from("/srv/showmix")];
+        assert_eq!(
+            resolve_output_dir(&roots, "d", "room1").unwrap(),
+            PathBuf::from("/srv/showmix/room1")
+        );
+        assert!(resolve_output_dir(&roots, "d", "../etc").is_err());
+        assert!(resolve_output_dir(&roots, "d", "/etc").is_err());
+        assert!(resolve_output_dir(&[], "d", "/tmp/x").is_ok());
+    }
+
+    #[test]
+    fn random_ids_differ() {
+        let (a, b) = (random_id(), random_id());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        assert!(is_valid_name(&a));
+    }
+}

@@ -1,0 +1,341 @@
+//! `showmix serve` configuration: an embedded default, then a TOML file, then `SHOWMIX_*`
+//! environment variables, then command-line flags (each later source wins). Every invalid
+//! value is reported at once, with the allowed range.
+//!
+//! Values are read through the small `Source` trait so tests pass a map instead of the process
+//! environment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::presets::validate::{Checker, Invalid};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the HTTP API.
+    pub listen: SocketAddr,
+    /// Bearer token for `/v1`; required when `listen` is not a loopback address.
+    pub api_token: Option<String>,
+    pub max_rooms: u32,
+    pub max_seats_per_room: u32,
+    /// Largest request body, bytes.
+    pub max_body_bytes: u64,
+    /// Longest a request may take, milliseconds.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for rooms to finalise their outputs, milliseconds.
+    pub shutdown_grace_ms: u64,
+    /// User presets directory (layouts/, ladders/, beauty/).
+    pub presets_dir: Option<PathBuf>,
+    /// Directories `file` outputs may write under; relative `dir`s are resolved against the
+    /// first. Empty: any directory.
+    pub output_roots: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            api_token: None,
+            max_rooms: 16,
+            max_seats_per_room: 16,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            shutdown_grace_ms: 10_000,
+            presets_dir: None,
+            output_roots: Vec::new(),
+        }
+    }
+}
+
+/// Where raw key/value settings come from (the environment, or a map in tests).
+pub trait Source {
+    fn get(&self, key: &str) -> Option<String>;
+}
+
+pub struct Env;
+
+impl Source for Env {
+    fn get(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+}
+
+impl Source for HashMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        HashMap::get(self, key).cloned()
+    }
+}
+
+/// Command-line values; `None` leaves the setting alone.
+#[derive(Clone, Debug, Default)]
+pub struct Flags {
+    pub listen: Option<String>,
+    pub api_token: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid configuration: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(Invalid),
+}
+
+impl Config {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    /// Default, then `file`, then environment, then flags; validated.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: &dyn Source,
+        flags: &Flags,
+    ) -> Result<Config, ConfigError> {
+        let mut cfg = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_owned(),
+                    message: e.message().to_owned(),
+                })?
+            }
+            None => Config::default(),
+        };
+        let mut c = Checker::new();
+        let set_num = |c: &mut Checker, key: &str, target: &mut u64| {
+            if let Some(v) = env.get(key) {
+                match v.trim().parse::<u64>() {
+                    Ok(n) => *target = n,
+                    Err(_) => c.fail(key, format!("{v:?} is not a whole number")),
+                }
+            }
+        };
+        let (mut rooms, mut seats) = (u64::from(cfg.max_rooms), u64::from(cfg.max_seats_per_room));
+        set_num(&mut c, "SHOWMIX_MAX_ROOMS", &mut rooms);
+        set_num(&mut c, "SHOWMIX_MAX_SEATS_PER_ROOM", &mut seats);
+        set_num(&mut c, "SHOWMIX_MAX_BODY_BYTES", &mut cfg.max_body_bytes);
+        set_num(
+            &mut c,
+            "SHOWMIX_REQUEST_TIMEOUT_MS",
+            &mut cfg.request_timeout_ms,
+        );
+        set_num(
+            &mut c,
+            "SHOWMIX_SHUTDOWN_GRACE_MS",
+            &mut cfg.shutdown_grace_ms,
+        );
+        cfg.max_rooms = rooms.min(u64::from(u32::MAX)) as u32;
+        cfg.max_seats_per_room = seats.min(u64::from(u32::MAX)) as u32;
+        if let Some(v) = env.get("SHOWMIX_PRESETS_DIR") {
+            cfg.presets_dir = Some(v.into());
+        }
+        if let Some(v) = env.get("SHOWMIX_OUTPUT_ROOTS") {
+            cfg.output_roots = v
+                .split(':')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect();
+        }
+        let listen = flags.listen.clone().or_else(|| env.get("SHOWMIX_LISTEN"));
+        if let Some(v) = listen {
+            match v.parse::<SocketAddr>() {
+                Ok(a) => cfg.listen = a,
+                Err(_) => c.fail(
+                    "listen",
+                    format!("{v:?} is not an address (allowed: <ip>:<port>, e.g. 127.0.0.1:8080)"),
+                ),
+            }
+        }
+        if let Some(t) = flags
+            .api_token
+            .clone()
+            .or_else(|| env.get("SHOWMIX_API_TOKEN"))
+        {
+            cfg.api_token = Some(t);
+        }
+        cfg.check(&mut c);
+        c.finish().map_err(ConfigError::Invalid)?;
+        Ok(cfg)
+    }
+
+    fn check(&self, c: &mut Checker) {
+        c.range_u32("max_rooms", self.max_rooms, 1, 1000);
+        c.range_u32(
+            "max_seats_per_room",
+            self.max_seats_per_room,
+            1,
+            crate::presets::layout::MAX_SLOTS as u32,
+        );
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            c.fail(
+                "max_body_bytes",
+                format!(
+                    "{} is out of range (allowed 1024..=16777216)",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        if !(100..=600_000).contains(&self.request_timeout_ms) {
+            c.fail(
+                "request_timeout_ms",
+                format!(
+                    "{} is out of range (allowed 100..=600000)",
+                    self.request_timeout_ms
+                ),
+            );
+        }
+        if !(100..=600_000).contains(&self.shutdown_grace_ms) {
+            c.fail(
+                "shutdown_grace_ms",
+                format!(
+                    "{} is out of range (allowed 100..=600000)",
+                    self.shutdown_grace_ms
+                ),
+            );
+        }
+        match &self.api_token {
+            Some(t) if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                c.fail(
+                    "api_token",
+                    "must be 16..=256 printable ASCII characters without spaces",
+                );
+            }
+            None if !self.listen.ip().is_loopback() => c.fail(
+                "api_token",
+                format!(
+                    "is required to listen on {} (a non-loopback address); set --api-token or SHOWMIX_API_TOKEN",
+                    self.listen
+                ),
+            ),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn embedded_default() {
+        let c = Config::load(None, &env(&[]), &Flags::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.max_body_bytes, 65536);
+        assert!(c.api_token.is_none());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\nmax_rooms = 4\nmax_seats_per_room = 9\n",
+        )
+        .unwrap();
+        let e = env(&[
+            ("SHOWMIX_MAX_ROOMS", "5"),
+            ("SHOWMIX_LISTEN", "127.0.0.1:9001"),
+        ]);
+        let c = Config::load(Some(&f), &e, &Flags::default()).unwrap();
+        assert_eq!(
+            (c.max_rooms, c.max_seats_per_room, c.listen.port()),
+            (5, 9, 9001)
+        );
+        let flags = Flags {
+            listen: Some("127.0.0.1:9002".into()),
+            api_token: Some("0123456789abcdef".into()),
+        };
+        let c = Config::load(Some(&f), &e, &flags).unwrap();
+        assert_eq!(c.listen.port(), 9002);
+        assert_eq!(c.api_token.as_deref(), Some("0123456789abcdef"));
+    }
+
+    #[test]
+    fn every_invalid_value_at_once() {
+        let e = env(&[
+            ("SHOWMIX_MAX_ROOMS", "0"),
+            ("SHOWMIX_MAX_BODY_BYTES", "lots"),
+            ("SHOWMIX_REQUEST_TIMEOUT_MS", "5"),
+            ("SHOWMIX_LISTEN", "nowhere"),
+        ]);
+        let err = Config::load(None, &e, &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("max_rooms: 0 is out of range (allowed 1..=1000)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("SHOWMIX_MAX_BODY_BYTES: \"lots\" is not a whole number"),
+            "{err}"
+        );
+        assert!(
+            err.contains("request_timeout_ms: 5 is out of range"),
+            "{err}"
+        );
+        assert!(
+            err.contains("listen: \"nowhere\" is not an address"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn public_address_needs_a_token() {
+        let flags = Flags {
+            listen: Some("0.0.0.0:8080".into()),
+            api_token: None,
+        };
+        let err = Config::load(None, &env(&[]), &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("api_token: is required to listen on 0.0.0.0:8080"),
+            "{err}"
+        );
+        let flags = Flags {
+            listen: Some("0.0.0.0:8080".into()),
+            api_token: Some("short".into()),
+        };
+        let err = Config::load(None, &env(&[]), &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be 16..=256"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "listne = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Config::load(Some(&f), &env(&[]), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `listne`"), "{err}");
+    }
+}

@@ -1,0 +1,131 @@
+//! `showmix serve`: read and validate the configuration, start GStreamer and the API, run
+//! until SIGINT/SIGTERM, then stop accepting requests and end every room cleanly (EOS, so
+//! files are finalised) within the grace period.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+
+use crate::api::http;
+use crate::config::Config;
+use crate::presets::Presets;
+use crate::service::Engine;
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the server on an already bound listener until `shutdown`, then ends every room.
+pub async fn run(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let grace = engine.config.shutdown_grace();
+    http::serve(engine.clone(), listener, shutdown, Duration::from_secs(2)).await;
+    tracing::info!("stopping every room (grace {grace:?})");
+    let e = engine.clone();
+    let stopping = tokio::task::spawn_blocking(move || e.shutdown(grace));
+    if tokio::time::timeout(grace + Duration::from_secs(1), stopping)
+        .await
+        .is_err()
+    {
+        tracing::error!("rooms did not stop within {grace:?}");
+    }
+}
+
+/// The demo room `make run` shows: two test patterns in `pk` on `showroom-720p`, written to
+/// `dir`, created through the API like any operator would.
+pub async fn create_demo_room(addr: SocketAddr, token: Option<&str>, dir: &Path) -> Result<()> {
+    let body = serde_json::json!({
+        "id": "demo",
+        "layout": "pk",
+        "ladder": "showroom-720p",
+        "seats": [
+            {"id": "host", "source": "test:smpte"},
+            {"id": "rival", "source": "test:ball?tone=660"}
+        ],
+        "outputs": [{"id": "files", "kind": "file", "dir": dir}]
+    });
+    let (status, _, resp) = http::request(
+        addr,
+        "POST",
+        "/v1/rooms",
+        token,
+        Some(serde_json::to_vec(&body)?),
+    )
+    .await?;
+    if status != 201 {
+        anyhow::bail!(
+            "creating the demo room failed ({status}): {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    let auth = token
+        .map(|t| format!(" -H 'Authorization: Bearer {t}'"))
+        .unwrap_or_default();
+    println!("showmix: demo room \"demo\" is live (pk of two test patterns, showroom-720p)");
+    println!("  room:      curl{auth} http://{addr}/v1/rooms/demo");
+    println!("  snapshot:  curl{auth} -o demo.jpg http://{addr}/v1/rooms/demo/snapshot.jpg");
+    println!("  layout:    curl{auth} -X PUT -d '\"grid-4\"' http://{addr}/v1/rooms/demo/layout");
+    println!(
+        "  output:    {}/{{720p,480p,360p}}.mp4 (finalised when the room ends: Ctrl-C)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Blocking entry point for the binary.
+pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<()> {
+    crate::init()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("showmix-api")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let token = config.api_token.clone();
+        println!(
+            "showmix: API on http://{addr} ({})",
+            match &token {
+                Some(t) => format!("token: {t}"),
+                None => "no token: loopback only".into(),
+            }
+        );
+        let engine = Arc::new(Engine::new(config, presets));
+        if let Some(dir) = demo {
+            let dir = std::path::absolute(&dir)?;
+            let token = token.clone();
+            tokio::spawn(async move {
+                // The listener is bound already; the request waits in its backlog.
+                if let Err(e) = create_demo_room(addr, token.as_deref(), &dir).await {
+                    eprintln!("showmix: {e:#}");
+                }
+            });
+        }
+        run(engine, listener, signal()).await;
+        println!("showmix: stopped");
+        Ok(())
+    })
+}

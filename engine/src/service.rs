@@ -1,0 +1,501 @@
+//! The engine as the control plane sees it: the set of live rooms with their limits, and the
+//! views (JSON) of rooms, seats, outputs and stats. Every operation here may block on
+//! GStreamer state changes; the HTTP layer calls them from blocking threads.
+//!
+//! Rooms are held behind their own lock: an operation on one room never waits for another.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::api::model::{
+    ApiError, CreateRoom, SeatPatch, SeatRequest, random_id, resolve_beauty, resolve_ladder,
+    resolve_layout,
+};
+use crate::config::Config;
+use crate::presets::ladder::Canvas;
+use crate::presets::validate::is_valid_name;
+use crate::presets::{Beauty, Ladder, Layout, Presets};
+use crate::room::{OutputKind, Room, RoomSpec, RoomState, RungStats, SeatState, SeatStats};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One room in the registry. `room` is `None` once it has been stopped.
+pub struct RoomEntry {
+    id: String,
+    room: Mutex<Option<Room>>,
+    created: SystemTime,
+    /// The final state, once stopped.
+    ended: Mutex<Option<RoomState>>,
+}
+
+pub struct Engine {
+    pub config: Config,
+    pub presets: Presets,
+    rooms: Mutex<BTreeMap<String, Arc<RoomEntry>>>,
+    accepting: AtomicBool,
+    /// Rooms that ended on their own or were deleted, for metrics.
+    pub rooms_ended: AtomicU64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SeatView {
+    pub id: String,
+    pub source: String,
+    pub slot: Option<usize>,
+    pub volume: f64,
+    pub muted: bool,
+    pub beauty: Beauty,
+    pub placeholder: Option<PathBuf>,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputView {
+    pub id: String,
+    pub kind: &'static str,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RoomView {
+    pub id: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub canvas: Canvas,
+    pub layout: Layout,
+    pub ladder: Ladder,
+    pub seats: Vec<SeatView>,
+    pub outputs: Vec<OutputView>,
+    pub created_at: u64,
+    pub uptime_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayoutChange {
+    pub generation: u64,
+    /// From the API call to the first mixed frame with the new layout.
+    pub mix_latency_ms: Option<f64>,
+    /// From the API call to that frame leaving the top rung's encoder.
+    pub output_latency_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsView {
+    pub room: String,
+    pub state: &'static str,
+    pub uptime_seconds: f64,
+    pub mixed_frames: u64,
+    pub mix_fps: f64,
+    pub seats: Vec<SeatStats>,
+    pub rungs: Vec<RungStats>,
+    pub last_layout_change: Option<LayoutChange>,
+}
+
+fn room_state(s: &RoomState) -> (&'static str, Option<String>) {
+    match s {
+        RoomState::Starting => ("starting", None),
+        RoomState::Live => ("live", None),
+        RoomState::Stopping => ("stopping", None),
+        RoomState::Stopped => ("stopped", None),
+        RoomState::Failed(r) => ("failed", Some(r.clone())),
+    }
+}
+
+pub fn seat_state(s: &SeatState) -> (&'static str, Option<String>) {
+    s.parts()
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+impl Engine {
+    pub fn new(config: Config, presets: Presets) -> Self {
+        Self {
+            config,
+            presets,
+            rooms: Mutex::new(BTreeMap::new()),
+            accepting: AtomicBool::new(true),
+            rooms_ended: AtomicU64::new(0),
+        }
+    }
+
+    /// Ready when GStreamer is initialised and rooms are accepted.
+    pub fn ready(&self) -> bool {
+        self.accepting.load(Relaxed) && crate::init().is_ok()
+    }
+
+    fn entry(&self, id: &str) -> Result<Arc<RoomEntry>, ApiError> {
+        lock(&self.rooms)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(format!("no room {id:?}")))
+    }
+
+    /// Runs `f` on a room that is still running.
+    fn with_room<T>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&Room) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let entry = self.entry(id)?;
+        let guard = lock(&entry.room);
+        match guard.as_ref() {
+            Some(room) => f(room),
+            None => Err(ApiError::conflict(format!("room {id:?} has ended"))),
+        }
+    }
+
+    pub fn create_room(&self, req: CreateRoom) -> Result<RoomView, ApiError> {
+        if !self.accepting.load(Relaxed) {
+            return Err(ApiError::unavailable("the engine is shutting down"));
+        }
+        let id = req.id.unwrap_or_else(random_id);
+        if !is_valid_name(&id) {
+            return Err(ApiError::invalid(format!(
+                "id: {id:?} is not a valid room id (allowed: 1 to 64 of A-Z a-z 0-9 _ -)"
+            )));
+        }
+        let ladder = resolve_ladder(&self.presets, req.ladder, req.canvas)?;
+        let layout = resolve_layout(
+            &self.presets,
+            req.layout.unwrap_or_else(|| Value::String("single".into())),
+        )?;
+        if req.seats.len() > self.config.max_seats_per_room as usize {
+            return Err(ApiError::invalid(format!(
+                "seats: {} seats (allowed at most {} per room)",
+                req.seats.len(),
+                self.config.max_seats_per_room
+            )));
+        }
+        let seats = req
+            .seats
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| s.into_spec(&self.presets, &format!("seats[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let outputs = req
+            .outputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, o)| o.into_spec(&self.config.output_roots, &format!("outputs[{i}]"), i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut spec = RoomSpec {
+            id: id.clone(),
+            ladder,
+            layout,
+            seats,
+            outputs,
+            live: true,
+        };
+        spec.resolve()?;
+        // Reserve the id and a place under the limit before the (slow) start.
+        let entry = Arc::new(RoomEntry {
+            id: id.clone(),
+            room: Mutex::new(None),
+            created: SystemTime::now(),
+            ended: Mutex::new(None),
+        });
+        let mut room_slot = lock(&entry.room);
+        {
+            let mut rooms = lock(&self.rooms);
+            if rooms.contains_key(&id) {
+                return Err(ApiError::conflict(format!("room {id:?} already exists")));
+            }
+            if rooms.len() >= self.config.max_rooms as usize {
+                return Err(ApiError::unavailable(format!(
+                    "at the room limit ({}): delete a room first",
+                    self.config.max_rooms
+                )));
+            }
+            rooms.insert(id.clone(), entry.clone());
+        }
+        match Room::start(spec) {
+            Ok(room) => {
+                *room_slot = Some(room);
+                drop(room_slot);
+                self.view_entry(&entry)
+            }
+            Err(e) => {
+                drop(room_slot);
+                lock(&self.rooms).remove(&id);
+                let msg = format!("{e:#}");
+                if let Some(spec) = e.downcast_ref::<crate::room::SpecError>() {
+                    return Err(match spec {
+                        crate::room::SpecError::Invalid(i) => ApiError::invalid(i.to_string()),
+                        crate::room::SpecError::Conflict(m) => ApiError::conflict(m.clone()),
+                    });
+                }
+                if msg.contains("cannot create directory") {
+                    return Err(ApiError::invalid(msg));
+                }
+                Err(ApiError::internal(format!(
+                    "room {id:?} does not start: {msg}"
+                )))
+            }
+        }
+    }
+
+    pub fn room_ids(&self) -> Vec<String> {
+        lock(&self.rooms).keys().cloned().collect()
+    }
+
+    pub fn list(&self) -> Vec<RoomView> {
+        let entries: Vec<Arc<RoomEntry>> = lock(&self.rooms).values().cloned().collect();
+        entries
+            .iter()
+            .filter_map(|e| self.view_entry(e).ok())
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Result<RoomView, ApiError> {
+        let entry = self.entry(id)?;
+        self.view_entry(&entry)
+    }
+
+    fn view_entry(&self, e: &RoomEntry) -> Result<RoomView, ApiError> {
+        let guard = lock(&e.room);
+        let Some(room) = guard.as_ref() else {
+            return Err(ApiError::not_found(format!("room {:?} has ended", e.id)));
+        };
+        let (state, reason) = room_state(&room.state());
+        let seats = room
+            .seats()
+            .into_iter()
+            .map(|(spec, st)| {
+                let (state, reason) = seat_state(&st);
+                SeatView {
+                    id: spec.id,
+                    source: spec.source.to_string(),
+                    slot: spec.slot,
+                    volume: spec.volume,
+                    muted: spec.muted,
+                    beauty: spec.beauty,
+                    placeholder: spec.placeholder,
+                    state,
+                    reason,
+                }
+            })
+            .collect();
+        let out_state = match room.state() {
+            RoomState::Starting | RoomState::Live => "running",
+            RoomState::Stopping => "finalising",
+            RoomState::Stopped => "finished",
+            RoomState::Failed(_) => "failed",
+        };
+        let outputs = room
+            .outputs()
+            .iter()
+            .map(|o| match &o.kind {
+                OutputKind::File { dir } => OutputView {
+                    id: o.id.clone(),
+                    kind: "file",
+                    state: out_state,
+                    dir: Some(dir.clone()),
+                    files: room
+                        .ladder()
+                        .rungs
+                        .iter()
+                        .map(|r| dir.join(format!("{}.mp4", r.name)))
+                        .collect(),
+                },
+            })
+            .collect();
+        Ok(RoomView {
+            id: e.id.clone(),
+            state,
+            reason,
+            canvas: room.ladder().canvas.clone(),
+            layout: room.layout(),
+            ladder: room.ladder().clone(),
+            seats,
+            outputs,
+            created_at: e
+                .created
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default(),
+            uptime_seconds: (room.uptime().as_secs_f64() * 10.0).round() / 10.0,
+        })
+    }
+
+    /// Stops a room (finalising its outputs) and removes it.
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let entry = lock(&self.rooms)
+            .remove(id)
+            .ok_or_else(|| ApiError::not_found(format!("no room {id:?}")))?;
+        let grace = self.config.shutdown_grace();
+        stop_entry(&entry, grace);
+        self.rooms_ended.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    pub fn set_layout(&self, id: &str, body: Value) -> Result<RoomView, ApiError> {
+        let layout = resolve_layout(&self.presets, body)?;
+        self.with_room(id, |room| {
+            room.set_layout(layout)
+                .map_err(|e| ApiError::invalid(e.to_string()))?;
+            Ok(())
+        })?;
+        self.get(id)
+    }
+
+    pub fn add_seat(&self, id: &str, req: SeatRequest) -> Result<RoomView, ApiError> {
+        let spec = req.into_spec(&self.presets, "seat")?;
+        self.with_room(id, |room| {
+            if room.seat_ids().len() >= self.config.max_seats_per_room as usize {
+                return Err(ApiError::unavailable(format!(
+                    "room {id:?} is at the seat limit ({})",
+                    self.config.max_seats_per_room
+                )));
+            }
+            room.add_seat(spec)?;
+            Ok(())
+        })?;
+        self.get(id)
+    }
+
+    pub fn patch_seat(&self, id: &str, seat: &str, patch: SeatPatch) -> Result<RoomView, ApiError> {
+        let beauty = match patch.beauty {
+            Some(v) => Some(resolve_beauty(&self.presets, "beauty", v)?),
+            None => None,
+        };
+        if let Some(v) = patch.volume
+            && !(0.0..=crate::room::spec::MAX_VOLUME).contains(&v)
+        {
+            return Err(ApiError::invalid(format!(
+                "volume: {v} is out of range (allowed 0..=2)"
+            )));
+        }
+        if let Some(s) = patch.slot
+            && s >= crate::presets::layout::MAX_SLOTS
+        {
+            return Err(ApiError::invalid(format!(
+                "slot: {s} is out of range (allowed 0..={})",
+                crate::presets::layout::MAX_SLOTS - 1
+            )));
+        }
+        let placeholder = match patch.placeholder {
+            Some(p) if !std::path::Path::new(&p).is_file() => {
+                return Err(ApiError::invalid(format!(
+                    "placeholder: image {p} does not exist or is not a file"
+                )));
+            }
+            p => p.map(PathBuf::from),
+        };
+        self.with_room(id, |room| {
+            if !room.seat_ids().iter().any(|s| s == seat) {
+                return Err(ApiError::not_found(format!(
+                    "room {id:?} has no seat {seat:?}"
+                )));
+            }
+            if let Some(slot) = patch.slot {
+                room.set_seat_slot(seat, Some(slot))?;
+            }
+            if patch.volume.is_some() || patch.muted.is_some() {
+                room.set_seat_audio(seat, patch.volume, patch.muted)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+            }
+            if let Some(b) = beauty {
+                room.set_seat_beauty(seat, b)
+                    .map_err(|e| ApiError::invalid(e.to_string()))?;
+            }
+            if let Some(p) = placeholder {
+                room.set_seat_placeholder(seat, Some(p))
+                    .map_err(|e| ApiError::invalid(format!("placeholder: {e:#}")))?;
+            }
+            Ok(())
+        })?;
+        self.get(id)
+    }
+
+    pub fn remove_seat(&self, id: &str, seat: &str) -> Result<RoomView, ApiError> {
+        self.with_room(id, |room| {
+            room.remove_seat(seat)
+                .map_err(|_| ApiError::not_found(format!("room {id:?} has no seat {seat:?}")))
+        })?;
+        self.get(id)
+    }
+
+    pub fn stats(&self, id: &str) -> Result<StatsView, ApiError> {
+        self.with_room(id, |room| {
+            let (state, _) = room_state(&room.state());
+            let last = room
+                .layout_control()
+                .switches()
+                .last()
+                .map(|s| LayoutChange {
+                    generation: s.generation,
+                    mix_latency_ms: s.latency.map(ms),
+                    output_latency_ms: s.output_latency.map(ms),
+                });
+            Ok(StatsView {
+                room: id.to_owned(),
+                state,
+                uptime_seconds: (room.uptime().as_secs_f64() * 10.0).round() / 10.0,
+                mixed_frames: room.mixed_frames(),
+                mix_fps: room.mix_fps(),
+                seats: room.seat_stats(),
+                rungs: room.rung_stats(),
+                last_layout_change: last,
+            })
+        })
+    }
+
+    pub fn snapshot(&self, id: &str, width: Option<u32>) -> Result<Vec<u8>, ApiError> {
+        self.with_room(id, |room| {
+            room.snapshot_jpeg(width)
+                .map_err(|e| ApiError::internal(format!("{e:#}")))?
+                .ok_or_else(|| ApiError::unavailable("no frame mixed yet; try again shortly"))
+        })
+    }
+
+    /// For metrics: every running room's figures, without holding the registry lock while
+    /// reading them.
+    pub fn for_each_room(&self, mut f: impl FnMut(&str, &Room)) {
+        let entries: Vec<Arc<RoomEntry>> = lock(&self.rooms).values().cloned().collect();
+        for e in entries {
+            if let Some(room) = lock(&e.room).as_ref() {
+                f(&e.id, room);
+            }
+        }
+    }
+
+    /// Stops accepting rooms and ends every room cleanly, in parallel, within `grace`.
+    pub fn shutdown(&self, grace: Duration) {
+        self.accepting.store(false, Relaxed);
+        let entries: Vec<Arc<RoomEntry>> = std::mem::take(&mut *lock(&self.rooms))
+            .into_values()
+            .collect();
+        let handles: Vec<_> = entries
+            .into_iter()
+            .map(|e| std::thread::spawn(move || stop_entry(&e, grace)))
+            .collect();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+fn stop_entry(entry: &RoomEntry, grace: Duration) {
+    let room = lock(&entry.room).take();
+    if let Some(mut room) = room {
+        let state = room.stop(grace);
+        *lock(&entry.ended) = Some(state);
+    }
+}
