@@ -343,3 +343,38 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn serve_refuses_bad_configuration_all_at_once() {
+    refuses(
+        &["serve", "--listen", "0.0.0.0:18099"],
+        "api_token: is required to listen on 0.0.0.0:18099",
+    );
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("c.toml");
+    std::fs::write(
+        &f,
+        "max_rooms = 0\nmax_body_bytes = 10\nrequest_timeout_ms = 1\n",
+    )
+    .unwrap();
+    let (code, stderr) = showmix(&[
+        "serve",
+        "--config",
+        f.to_str().unwrap(),
+        "--listen",
+        "nowhere",
+    ]);
+    assert_ne!(code, 0);
+    for needle in [
+        "max_rooms: 0 is out of range (allowed 1..=1000)",
+        "max_body_bytes: 10 is out of range",
+        "request_timeout_ms: 1 is out of range",
+        "listen: \"nowhere\" is not an address",
+    ] {
+        assert!(stderr.contains(needle), "wanted {needle:?} in {stderr}");
+    }
+    refuses(
+        &["serve", "--config", "/no/such/showmix.toml"],
+        "/no/such/showmix.toml: cannot read",
+    );
+}

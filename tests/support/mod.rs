@@ -367,6 +367,38 @@ pub fn frame_count(path: &Path) -> Result<usize> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
+/// Decodes an image file (JPEG, PNG) to RGB.
+pub fn decode_image(path: &Path) -> Result<Frame> {
+    let s = streams(path)?;
+    let (_, w, h, _) = s.video.context("not an image")?;
+    let out = run(Command::new("ffmpeg").args([
+        "-v",
+        "error",
+        "-i",
+        path.to_str().context("utf-8 path")?,
+        "-frames:v",
+        "1",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]))?;
+    if out.stdout.len() < (w * h * 3) as usize {
+        bail!(
+            "{} decoded to {} bytes, wanted {}",
+            path.display(),
+            out.stdout.len(),
+            w * h * 3
+        );
+    }
+    Ok(Frame {
+        width: w,
+        height: h,
+        rgb: out.stdout,
+    })
+}
+
 /// Named colours as ffmpeg's `color` source and videotestsrc draw them, in RGB.
 pub fn rgb_of(name: &str) -> [u8; 3] {
     match name {
