@@ -6,6 +6,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 OUT ?= out/demo
+LISTEN ?= 127.0.0.1:8080
 
 .PHONY: deps build run test fmt clippy unit bench
 
@@ -17,10 +18,8 @@ build: deps
 
 run: build
 	@mkdir -p $(OUT)
-	@echo "showmix: demo room (pk of two test patterns, showroom-720p ladder) writing $(OUT)/{720p,480p,360p}.mp4"
-	@echo "showmix: press Ctrl-C to end it; the files are finalised on exit"
-	./target/release/showmix mix --layout pk --ladder showroom-720p \
-		--seat host=test:smpte --seat rival=test:ball?tone=660 --out $(OUT)
+	@token=$$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
+	exec ./target/release/showmix serve --listen $(LISTEN) --api-token $$token --demo $(OUT)
 
 fmt:
 	$(CARGO) fmt --all --check

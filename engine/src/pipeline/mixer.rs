@@ -62,6 +62,10 @@ pub struct SwitchRecord {
     pub latency: Option<Duration>,
     /// From `set_layout` to that frame leaving the top rung's encoder.
     pub output_latency: Option<Duration>,
+    /// When the frame was mixed and when it left the encoder (for benchmarks that measure
+    /// from an API response rather than from the call).
+    pub mixed_at: Option<Instant>,
+    pub encoded_at: Option<Instant>,
 }
 
 struct State {
@@ -215,8 +219,9 @@ impl LayoutControl {
             && pts >= switch_pts
         {
             s.pending_output = None;
-            if let (Some(at), Some(last)) = (at, s.switches.last_mut()) {
-                last.output_latency = Some(at.elapsed());
+            if let Some(last) = s.switches.last_mut() {
+                last.encoded_at = Some(Instant::now());
+                last.output_latency = at.map(|t| t.elapsed());
             }
         }
     }
@@ -256,6 +261,8 @@ impl LayoutControl {
                 pts,
                 latency,
                 output_latency: None,
+                mixed_at: Some(Instant::now()),
+                encoded_at: None,
             });
             s.pending_output = pts.map(|p| (p, s.requested_at_for_output.take()));
             if let Some((_, src)) = &s.background {
