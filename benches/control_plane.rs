@@ -187,13 +187,15 @@ fn main() -> Result<()> {
     rt.block_on(async {
         let config = Config {
             listen: "127.0.0.1:0".parse()?,
+            rtmp_listen: "off".into(),
+            srt_listen: "off".into(),
             ..Config::default()
         };
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        let bound = showmix::serve::bind(&config).await?;
+        let addr = bound.api_addr().context("no API address")?;
         let engine = Arc::new(Engine::new(config, Presets::embedded()?));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(showmix::serve::run(engine.clone(), listener, async {
+        let server = tokio::spawn(showmix::serve::run(engine.clone(), bound, async {
             let _ = rx.await;
         }));
         let body = json!({"id": "bench", "layout": "pk", "ladder": "showroom-720p", "seats": [

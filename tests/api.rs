@@ -3,109 +3,13 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use showmix::api::http::request;
-use showmix::config::Config;
 use showmix::presets::Presets;
-use showmix::service::Engine;
+use showmix_tests::server::*;
 use showmix_tests::*;
-
-const TOKEN: &str = "test-token-0123456789";
-
-struct Server {
-    addr: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    done: Option<std::sync::mpsc::Receiver<()>>,
-}
-
-impl Server {
-    fn start(tweak: impl FnOnce(&mut Config)) -> Server {
-        showmix::init().unwrap();
-        let mut config = Config {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            api_token: Some(TOKEN.into()),
-            ..Config::default()
-        };
-        tweak(&mut config);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(config.listen))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        let engine = Arc::new(Engine::new(config, Presets::embedded().unwrap()));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        rt.spawn(async move {
-            showmix::serve::run(engine, listener, async {
-                let _ = rx.await;
-            })
-            .await;
-            let _ = done_tx.send(());
-        });
-        Server {
-            addr,
-            rt,
-            stop: Some(tx),
-            done: Some(done_rx),
-        }
-    }
-
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Vec<u8>>,
-    ) -> (u16, String, Vec<u8>) {
-        let (s, ct, b) = self
-            .rt
-            .block_on(async {
-                tokio::time::timeout(
-                    Duration::from_secs(30),
-                    request(self.addr, method, path, token, body),
-                )
-                .await
-            })
-            .expect("request within 30 s")
-            .expect("request");
-        (s, ct, b.to_vec())
-    }
-
-    /// Authorised JSON call.
-    fn json(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let (s, _, b) = self.call(
-            method,
-            path,
-            Some(TOKEN),
-            body.map(|v| serde_json::to_vec(&v).unwrap()),
-        );
-        let v = if b.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&b).unwrap_or(Value::Null)
-        };
-        (s, v)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = done.recv_timeout(Duration::from_secs(20));
-        }
-    }
-}
 
 fn room_body(id: &str, layout: &str, seats: &[(&str, &str)]) -> Value {
     json!({
@@ -116,7 +20,6 @@ fn room_body(id: &str, layout: &str, seats: &[(&str, &str)]) -> Value {
     })
 }
 
-/// Decodes a JPEG to RGB with ffmpeg.
 fn decode_jpeg(jpeg: &[u8]) -> Frame {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("s.jpg");
@@ -140,14 +43,6 @@ fn check_colours(frame: &Frame, layout: &str, colours: &[&str]) -> Result<(), St
         }
     }
     Ok(())
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

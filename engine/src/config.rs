@@ -34,6 +34,19 @@ pub struct Config {
     /// Directories `file` outputs may write under; relative `dir`s are resolved against the
     /// first. Empty: any directory.
     pub output_roots: Vec<PathBuf>,
+    /// RTMP ingest listener, `<ip>:<port>` or `off`.
+    pub rtmp_listen: String,
+    /// SRT ingest listener, `<ip>:<port>` or `off`.
+    pub srt_listen: String,
+    /// Host name publishers use in the ingest URLs the API hands out; default: the API's
+    /// listen address, or 127.0.0.1 when that is unspecified (0.0.0.0).
+    pub public_host: Option<String>,
+    /// No media for this long makes a seat `stalled`, milliseconds.
+    pub stall_timeout_ms: u64,
+    /// How long a stalled seat's tile keeps its last frame before the placeholder, ms.
+    pub hold_last_frame_ms: u64,
+    /// Open ingest connections per listener.
+    pub max_ingest_connections: u32,
 }
 
 impl Default for Config {
@@ -48,6 +61,12 @@ impl Default for Config {
             shutdown_grace_ms: 10_000,
             presets_dir: None,
             output_roots: Vec::new(),
+            rtmp_listen: "0.0.0.0:1935".into(),
+            srt_listen: "0.0.0.0:9000".into(),
+            public_host: None,
+            stall_timeout_ms: 500,
+            hold_last_frame_ms: 1000,
+            max_ingest_connections: 64,
         }
     }
 }
@@ -76,6 +95,8 @@ impl Source for HashMap<String, String> {
 pub struct Flags {
     pub listen: Option<String>,
     pub api_token: Option<String>,
+    pub rtmp_listen: Option<String>,
+    pub srt_listen: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +119,31 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn timing(&self) -> crate::room::SeatTiming {
+        crate::room::SeatTiming {
+            stall_timeout: Duration::from_millis(self.stall_timeout_ms),
+            hold_last_frame: Duration::from_millis(self.hold_last_frame_ms),
+        }
+    }
+
+    /// The RTMP listener address, `None` when off. Valid after `load`.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        listener_addr(&self.rtmp_listen).ok().flatten()
+    }
+
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        listener_addr(&self.srt_listen).ok().flatten()
+    }
+
+    /// The host in ingest URLs.
+    pub fn public_host(&self) -> String {
+        match &self.public_host {
+            Some(h) => h.clone(),
+            None if self.listen.ip().is_unspecified() => "127.0.0.1".into(),
+            None => self.listen.ip().to_string(),
+        }
     }
 
     /// Default, then `file`, then environment, then flags; validated.
@@ -142,6 +188,33 @@ impl Config {
             "SHOWMIX_SHUTDOWN_GRACE_MS",
             &mut cfg.shutdown_grace_ms,
         );
+        set_num(
+            &mut c,
+            "SHOWMIX_STALL_TIMEOUT_MS",
+            &mut cfg.stall_timeout_ms,
+        );
+        set_num(
+            &mut c,
+            "SHOWMIX_HOLD_LAST_FRAME_MS",
+            &mut cfg.hold_last_frame_ms,
+        );
+        if let Some(v) = flags
+            .rtmp_listen
+            .clone()
+            .or_else(|| env.get("SHOWMIX_RTMP_LISTEN"))
+        {
+            cfg.rtmp_listen = v;
+        }
+        if let Some(v) = flags
+            .srt_listen
+            .clone()
+            .or_else(|| env.get("SHOWMIX_SRT_LISTEN"))
+        {
+            cfg.srt_listen = v;
+        }
+        if let Some(v) = env.get("SHOWMIX_PUBLIC_HOST") {
+            cfg.public_host = Some(v);
+        }
         cfg.max_rooms = rooms.min(u64::from(u32::MAX)) as u32;
         cfg.max_seats_per_room = seats.min(u64::from(u32::MAX)) as u32;
         if let Some(v) = env.get("SHOWMIX_PRESETS_DIR") {
@@ -211,6 +284,41 @@ impl Config {
                 ),
             );
         }
+        for (field, v) in [
+            ("rtmp_listen", &self.rtmp_listen),
+            ("srt_listen", &self.srt_listen),
+        ] {
+            if listener_addr(v).is_err() {
+                c.fail(
+                    field,
+                    format!("{v:?} is not an address (allowed: <ip>:<port> or off)"),
+                );
+            }
+        }
+        if !(50..=60_000).contains(&self.stall_timeout_ms) {
+            c.fail(
+                "stall_timeout_ms",
+                format!(
+                    "{} is out of range (allowed 50..=60000)",
+                    self.stall_timeout_ms
+                ),
+            );
+        }
+        if self.hold_last_frame_ms > 60_000 {
+            c.fail(
+                "hold_last_frame_ms",
+                format!(
+                    "{} is out of range (allowed 0..=60000)",
+                    self.hold_last_frame_ms
+                ),
+            );
+        }
+        c.range_u32(
+            "max_ingest_connections",
+            self.max_ingest_connections,
+            1,
+            100_000,
+        );
         match &self.api_token {
             Some(t) if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
                 c.fail(
@@ -228,6 +336,14 @@ impl Config {
             _ => {}
         }
     }
+}
+
+/// `off` or an address.
+fn listener_addr(v: &str) -> Result<Option<SocketAddr>, ()> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse().map(Some).map_err(|_| ())
 }
 
 #[cfg(test)]
@@ -270,10 +386,15 @@ mod tests {
         let flags = Flags {
             listen: Some("127.0.0.1:9002".into()),
             api_token: Some("0123456789abcdef".into()),
+            rtmp_listen: Some("off".into()),
+            ..Default::default()
         };
         let c = Config::load(Some(&f), &e, &flags).unwrap();
         assert_eq!(c.listen.port(), 9002);
         assert_eq!(c.api_token.as_deref(), Some("0123456789abcdef"));
+        assert_eq!(c.rtmp_addr(), None);
+        assert_eq!(c.srt_addr().map(|a| a.port()), Some(9000));
+        assert_eq!(c.public_host(), "127.0.0.1");
     }
 
     #[test]
@@ -309,7 +430,7 @@ mod tests {
     fn public_address_needs_a_token() {
         let flags = Flags {
             listen: Some("0.0.0.0:8080".into()),
-            api_token: None,
+            ..Default::default()
         };
         let err = Config::load(None, &env(&[]), &flags)
             .unwrap_err()
@@ -321,11 +442,17 @@ mod tests {
         let flags = Flags {
             listen: Some("0.0.0.0:8080".into()),
             api_token: Some("short".into()),
+            srt_listen: Some("nowhere:1".into()),
+            ..Default::default()
         };
         let err = Config::load(None, &env(&[]), &flags)
             .unwrap_err()
             .to_string();
         assert!(err.contains("must be 16..=256"), "{err}");
+        assert!(
+            err.contains("srt_listen: \"nowhere:1\" is not an address"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 pub mod api;
 pub mod config;
 pub mod geometry;
+pub mod hls;
+pub mod ingest;
 pub mod metrics;
 pub mod mix;
 pub mod pipeline;

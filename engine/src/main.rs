@@ -61,6 +61,12 @@ enum Command {
         /// Bearer token required on /v1 (required off loopback).
         #[arg(long)]
         api_token: Option<String>,
+        /// RTMP ingest listener, <ip>:<port> or off (default 0.0.0.0:1935).
+        #[arg(long)]
+        rtmp_listen: Option<String>,
+        /// SRT ingest listener, <ip>:<port> or off (default 0.0.0.0:9000).
+        #[arg(long)]
+        srt_listen: Option<String>,
         /// Create the demo room (pk of two test patterns) through the API, writing to DIR.
         #[arg(long, value_name = "DIR")]
         demo: Option<PathBuf>,
@@ -103,10 +109,17 @@ fn run(cli: Cli) -> Result<()> {
         config,
         listen,
         api_token,
+        rtmp_listen,
+        srt_listen,
         demo,
     } = cli.command
     {
-        let flags = showmix::config::Flags { listen, api_token };
+        let flags = showmix::config::Flags {
+            listen,
+            api_token,
+            rtmp_listen,
+            srt_listen,
+        };
         let cfg = showmix::config::Config::load(config.as_deref(), &showmix::config::Env, &flags)?;
         let dir = cli.presets_dir.clone().or_else(|| cfg.presets_dir.clone());
         let presets = Presets::load(dir.as_deref())?;

@@ -9,10 +9,13 @@ use std::sync::Mutex;
 
 use crate::service::{Engine, seat_state};
 
-/// HTTP request counts by (route template, method, status), with total handling time.
+/// (route template, method, status).
+type RequestKey = (&'static str, String, u16);
+
+/// HTTP request counts by route, method and status, with total handling time.
 #[derive(Default)]
 pub struct HttpMetrics {
-    requests: Mutex<BTreeMap<(&'static str, String, u16), (u64, f64)>>,
+    requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
 }
 
 impl HttpMetrics {
@@ -55,6 +58,7 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             .collect();
     let mut frames_in = Vec::new();
     let mut frames_dropped = Vec::new();
+    let mut stalls = Vec::new();
     let mut audio_level = Vec::new();
     let mut frames_out = Vec::new();
     let mut rung_fps = Vec::new();
@@ -69,6 +73,7 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             let l = format!("room=\"{}\",seat=\"{}\"", label(id), label(&s.id));
             frames_in.push((l.clone(), s.frames_received));
             frames_dropped.push((l.clone(), s.frames_dropped));
+            stalls.push((l.clone(), s.stalls));
             audio_level.push((l, s.audio_level_dbfs));
         }
         for r in room.rung_stats() {
@@ -112,6 +117,15 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     );
     for (l, v) in &audio_level {
         let _ = writeln!(out, "showmix_seat_audio_level_dbfs{{{l}}} {v}");
+    }
+    header(
+        &mut out,
+        "showmix_seat_stalls_total",
+        "counter",
+        "Times each seat stalled (input stopped).",
+    );
+    for (l, v) in &stalls {
+        let _ = writeln!(out, "showmix_seat_stalls_total{{{l}}} {v}");
     }
     header(
         &mut out,
@@ -176,6 +190,68 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             .load(std::sync::atomic::Ordering::Relaxed)
     );
 
+    header(
+        &mut out,
+        "showmix_ingest_connections_total",
+        "counter",
+        "Ingest connections accepted by the listener.",
+    );
+    header(
+        &mut out,
+        "showmix_ingest_connections_open",
+        "gauge",
+        "Ingest connections open.",
+    );
+    header(
+        &mut out,
+        "showmix_ingest_publishes_total",
+        "counter",
+        "Publishers accepted into seats.",
+    );
+    header(
+        &mut out,
+        "showmix_ingest_bytes_total",
+        "counter",
+        "Bytes received from publishers.",
+    );
+    header(
+        &mut out,
+        "showmix_ingest_refused_total",
+        "counter",
+        "Ingest connections refused or cut off, by reason.",
+    );
+    for (proto, c) in [
+        ("rtmp", &engine.rtmp_counters),
+        ("srt", &engine.srt_counters),
+    ] {
+        use std::sync::atomic::Ordering::Relaxed;
+        let _ = writeln!(
+            out,
+            "showmix_ingest_connections_total{{protocol=\"{proto}\"}} {}",
+            c.connections_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_ingest_connections_open{{protocol=\"{proto}\"}} {}",
+            c.connections_open.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_ingest_publishes_total{{protocol=\"{proto}\"}} {}",
+            c.publishes_accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_ingest_bytes_total{{protocol=\"{proto}\"}} {}",
+            c.bytes_in.load(Relaxed)
+        );
+        for (reason, n) in c.refused() {
+            let _ = writeln!(
+                out,
+                "showmix_ingest_refused_total{{protocol=\"{proto}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
     header(
         &mut out,
         "showmix_http_requests_total",

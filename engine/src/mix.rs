@@ -85,6 +85,9 @@ pub fn process_cpu_time() -> Duration {
 fn discover(id: &str, source: &Source) -> Result<Option<Duration>> {
     let uri = match source {
         Source::Test { .. } => return Ok(None),
+        Source::Publish => {
+            bail!("seat {id:?}: publish seats need a live publisher: use showmix serve")
+        }
         Source::File(p) => {
             if !p.is_file() {
                 bail!(
@@ -156,6 +159,7 @@ pub fn run(args: &MixArgs, presets: &Presets, cancel: &AtomicBool) -> Result<Rep
             },
         }],
         live,
+        timing: Default::default(),
     };
     let seats_report: Vec<ReportSeat> = spec
         .seats

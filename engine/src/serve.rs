@@ -31,14 +31,102 @@ pub async fn signal() {
     }
 }
 
-/// Runs the server on an already bound listener until `shutdown`, then ends every room.
+/// Every listener of the process, bound (port 0 picks a free port).
+pub struct Bound {
+    pub api: TcpListener,
+    pub rtmp: Option<TcpListener>,
+    pub srt: Option<crate::ingest::srt::SrtIngest>,
+}
+
+impl Bound {
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.local_addr().ok()
+    }
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp.as_ref().and_then(|l| l.local_addr().ok())
+    }
+    pub fn srt_addr(&self) -> Option<SocketAddr> {
+        self.srt.as_ref().map(|s| s.local_addr())
+    }
+}
+
+/// Binds the API and the ingest listeners the configuration asks for.
+pub async fn bind(config: &Config) -> Result<Bound> {
+    let api = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (API)", config.listen))?;
+    let rtmp = match config.rtmp_addr() {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (RTMP ingest)"))?,
+        ),
+        None => None,
+    };
+    let srt = match config.srt_addr() {
+        Some(a) => Some(
+            crate::ingest::srt::SrtIngest::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (SRT ingest)"))?,
+        ),
+        None => None,
+    };
+    Ok(Bound { api, rtmp, srt })
+}
+
+/// Runs the API and the ingest listeners until `shutdown`, then stops taking publishers and
+/// requests and ends every room (EOS, outputs finalised) within the grace period.
 pub async fn run(
     engine: Arc<Engine>,
-    listener: TcpListener,
+    bound: Bound,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let grace = engine.config.shutdown_grace();
-    http::serve(engine.clone(), listener, shutdown, Duration::from_secs(2)).await;
+    engine.set_ingest_ports(crate::service::IngestPorts {
+        rtmp: bound.rtmp_addr().map(|a| a.port()),
+        srt: bound.srt_addr().map(|a| a.port()),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let limits = crate::ingest::Limits {
+        max_connections: engine.config.max_ingest_connections as usize,
+        ..Default::default()
+    };
+    let router: Arc<dyn crate::ingest::IngestRouter> = engine.clone();
+    let mut ingest = tokio::task::JoinSet::new();
+    if let Some(l) = bound.rtmp {
+        ingest.spawn(crate::ingest::rtmp::serve(
+            l,
+            router.clone(),
+            limits.clone(),
+            engine.rtmp_counters.clone(),
+            stopped(),
+        ));
+    }
+    if let Some(s) = bound.srt {
+        let (router, limits, counters, stop) = (
+            router.clone(),
+            limits.clone(),
+            engine.srt_counters.clone(),
+            stopped(),
+        );
+        ingest.spawn(async move {
+            if let Err(e) = s.run(router, limits, counters, stop).await {
+                tracing::error!("SRT ingest stopped: {e:#}");
+            }
+        });
+    }
+    http::serve(engine.clone(), bound.api, shutdown, Duration::from_secs(2)).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ingest.join_next().await.is_some() {}
+    })
+    .await;
     tracing::info!("stopping every room (grace {grace:?})");
     let e = engine.clone();
     let stopping = tokio::task::spawn_blocking(move || e.shutdown(grace));
@@ -101,10 +189,8 @@ pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<(
         .build()
         .context("cannot start the async runtime")?;
     rt.block_on(async move {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let addr = listener.local_addr()?;
+        let bound = bind(&config).await?;
+        let addr = bound.api_addr().context("API listener has no address")?;
         let token = config.api_token.clone();
         println!(
             "showmix: API on http://{addr} ({})",
@@ -113,6 +199,12 @@ pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<(
                 None => "no token: loopback only".into(),
             }
         );
+        if let Some(a) = bound.rtmp_addr() {
+            println!("showmix: RTMP ingest on {a}");
+        }
+        if let Some(a) = bound.srt_addr() {
+            println!("showmix: SRT ingest on {a}");
+        }
         let engine = Arc::new(Engine::new(config, presets));
         if let Some(dir) = demo {
             let dir = std::path::absolute(&dir)?;
@@ -124,7 +216,7 @@ pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<(
                 }
             });
         }
-        run(engine, listener, signal()).await;
+        run(engine, bound, signal()).await;
         println!("showmix: stopped");
         Ok(())
     })

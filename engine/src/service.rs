@@ -18,6 +18,7 @@ use crate::api::model::{
     resolve_layout,
 };
 use crate::config::Config;
+use crate::ingest::{Counters, IngestRouter, Protocol, PublishRequest, PublishSink, Refusal, keys};
 use crate::presets::ladder::Canvas;
 use crate::presets::validate::is_valid_name;
 use crate::presets::{Beauty, Ladder, Layout, Presets};
@@ -43,11 +44,40 @@ pub struct Engine {
     accepting: AtomicBool,
     /// Rooms that ended on their own or were deleted, for metrics.
     pub rooms_ended: AtomicU64,
+    /// Ingest listener counters, for metrics.
+    pub rtmp_counters: Arc<Counters>,
+    pub srt_counters: Arc<Counters>,
+    /// Ports the ingest listeners are bound to (known once they are).
+    ingest_ports: Mutex<IngestPorts>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IngestPorts {
+    pub rtmp: Option<u16>,
+    pub srt: Option<u16>,
+}
+
+/// Where a publish seat's publisher connects, as the API shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestView {
+    /// Complete URL ffmpeg can publish to (`-f flv`).
+    pub rtmp: Option<String>,
+    /// The same for OBS: server URL and stream key.
+    pub rtmp_server: Option<String>,
+    pub rtmp_stream_key: Option<String>,
+    /// Complete URL ffmpeg can publish to (`-f mpegts`).
+    pub srt: Option<String>,
+    pub srt_stream_id: String,
+    pub key: String,
+    #[serde(flatten)]
+    pub publisher: crate::room::PublishInfo,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct SeatView {
     pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestView>,
     pub source: String,
     pub slot: Option<usize>,
     pub volume: f64,
@@ -132,7 +162,48 @@ impl Engine {
             rooms: Mutex::new(BTreeMap::new()),
             accepting: AtomicBool::new(true),
             rooms_ended: AtomicU64::new(0),
+            rtmp_counters: Arc::new(Counters::default()),
+            srt_counters: Arc::new(Counters::default()),
+            ingest_ports: Mutex::new(IngestPorts::default()),
         }
+    }
+
+    /// Records where the ingest listeners are (for the URLs the API shows).
+    pub fn set_ingest_ports(&self, ports: IngestPorts) {
+        *lock(&self.ingest_ports) = ports;
+    }
+
+    fn ingest_view(&self, room: &str, seat: &str, info: crate::room::PublishInfo) -> IngestView {
+        let host = self.config.public_host();
+        let ports = *lock(&self.ingest_ports);
+        let key = info.key.clone();
+        IngestView {
+            rtmp: ports
+                .rtmp
+                .map(|p| keys::rtmp_url(&host, p, room, seat, &key)),
+            rtmp_server: ports.rtmp.map(|p| format!("rtmp://{host}:{p}/{room}")),
+            rtmp_stream_key: ports.rtmp.map(|_| format!("{seat}?key={key}")),
+            srt: ports.srt.map(|p| keys::srt_url(&host, p, room, seat, &key)),
+            srt_stream_id: keys::srt_stream_id(room, seat, &key),
+            key,
+            publisher: info,
+        }
+    }
+
+    /// A new publish key for a seat; returns the seat's ingest details.
+    pub fn rotate_key(&self, id: &str, seat: &str) -> Result<IngestView, ApiError> {
+        let info = self.with_room(id, |room| {
+            if !room.seat_ids().iter().any(|s| s == seat) {
+                return Err(ApiError::not_found(format!(
+                    "room {id:?} has no seat {seat:?}"
+                )));
+            }
+            room.rotate_key(seat)
+                .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
+            room.publish_info(seat)
+                .ok_or_else(|| ApiError::conflict(format!("seat {seat:?} is not a publish seat")))
+        })?;
+        Ok(self.ingest_view(id, seat, info))
     }
 
     /// Ready when GStreamer is initialised and rooms are accepted.
@@ -202,6 +273,7 @@ impl Engine {
             seats,
             outputs,
             live: true,
+            timing: self.config.timing(),
         };
         spec.resolve()?;
         // Reserve the id and a place under the limit before the (slow) start.
@@ -280,6 +352,9 @@ impl Engine {
             .map(|(spec, st)| {
                 let (state, reason) = seat_state(&st);
                 SeatView {
+                    ingest: room
+                        .publish_info(&spec.id)
+                        .map(|info| self.ingest_view(&e.id, &spec.id, info)),
                     id: spec.id,
                     source: spec.source.to_string(),
                     slot: spec.slot,
@@ -497,5 +572,31 @@ fn stop_entry(entry: &RoomEntry, grace: Duration) {
     if let Some(mut room) = room {
         let state = room.stop(grace);
         *lock(&entry.ended) = Some(state);
+    }
+}
+
+impl IngestRouter for Engine {
+    fn publish(&self, req: &PublishRequest) -> Result<Box<dyn PublishSink>, Refusal> {
+        let t = match req.protocol {
+            Protocol::Rtmp => keys::parse_rtmp(&req.app, &req.name)?,
+            Protocol::Srt => keys::parse_srt(&req.name)?,
+        };
+        let entry = lock(&self.rooms)
+            .get(&t.room)
+            .cloned()
+            .ok_or_else(|| Refusal::UnknownRoom(t.room.clone()))?;
+        let guard = lock(&entry.room);
+        let room = guard.as_ref().ok_or(Refusal::Gone)?;
+        // Building and starting the publisher's bin touches GStreamer state: let the async
+        // runtime move other tasks off this worker meanwhile.
+        blocking_ok(|| room.attach_publisher(&t.seat, &t.key, req.protocol, req.peer))
+    }
+}
+
+/// Runs `f`, telling a multi-threaded tokio runtime (if we are on one) that it may block.
+pub(crate) fn blocking_ok<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! - `test:<pattern>[?tone=<Hz>]`: a live test picture (any videotestsrc pattern) and tone;
 //!   `tone=0` is silence.
+//! - `publish`: a live publisher over RTMP or SRT (the seat gets a publish key; `showmix serve`);
 //! - a URI that decodebin handles (`file://`, `http://`, `rtsp://`, …);
 //! - anything else is a path to a media file.
 
@@ -44,13 +45,14 @@ pub const DEFAULT_TONE_HZ: u32 = 440;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     Test { pattern: String, tone_hz: u32 },
+    Publish,
     Uri(String),
     File(PathBuf),
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    #[error("source is empty (allowed: test:<pattern>, a file path, or a URI)")]
+    #[error("source is empty (allowed: publish, test:<pattern>, a file path, or a URI)")]
     Empty,
     #[error("unknown test pattern {0:?} (allowed: {patterns})", patterns = TEST_PATTERNS.join(", "))]
     Pattern(String),
@@ -65,6 +67,9 @@ impl Source {
         let s = s.trim();
         if s.is_empty() {
             return Err(SourceError::Empty);
+        }
+        if s == "publish" {
+            return Ok(Source::Publish);
         }
         if let Some(rest) = s.strip_prefix("test:") {
             let (pattern, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -105,9 +110,9 @@ impl Source {
         }
     }
 
-    /// Test sources are endless; files and URIs end.
+    /// Test sources and publishers are endless; files and URIs end.
     pub fn is_endless(&self) -> bool {
-        matches!(self, Source::Test { .. })
+        matches!(self, Source::Test { .. } | Source::Publish)
     }
 }
 
@@ -118,6 +123,7 @@ impl fmt::Display for Source {
                 write!(f, "test:{pattern}")
             }
             Source::Test { pattern, tone_hz } => write!(f, "test:{pattern}?tone={tone_hz}"),
+            Source::Publish => f.write_str("publish"),
             Source::Uri(u) => f.write_str(u),
             Source::File(p) => write!(f, "{}", p.display()),
         }
@@ -170,6 +176,8 @@ mod tests {
             Err(SourceError::Option(_))
         ));
         assert!(matches!(Source::parse("   "), Err(SourceError::Empty)));
+        assert_eq!(Source::parse("publish").unwrap(), Source::Publish);
+        assert_eq!(Source::Publish.to_string(), "publish");
     }
 
     #[test]

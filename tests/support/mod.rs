@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+pub mod server;
+
 /// Runs a command and fails with its stderr when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<Output> {
     let out = cmd

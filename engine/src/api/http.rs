@@ -198,6 +198,10 @@ async fn dispatch(
                 &blocking(move || engine.patch_seat(&id, &seat, patch)).await?,
             )
         }
+        Route::RotateKey(id, seat) => json(
+            StatusCode::OK,
+            &blocking(move || engine.rotate_key(&id, &seat)).await?,
+        ),
         Route::DeleteSeat(id, seat) => json(
             StatusCode::OK,
             &blocking(move || engine.remove_seat(&id, &seat)).await?,

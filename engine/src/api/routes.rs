@@ -19,6 +19,7 @@ pub enum Route {
     AddSeat(String),
     PatchSeat(String, String),
     DeleteSeat(String, String),
+    RotateKey(String, String),
     Stats(String),
     Snapshot(String),
 }
@@ -37,6 +38,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rooms/{room}/seats"),
     ("PATCH", "/v1/rooms/{room}/seats/{seat}"),
     ("DELETE", "/v1/rooms/{room}/seats/{seat}"),
+    ("POST", "/v1/rooms/{room}/seats/{seat}/key"),
     ("GET", "/v1/rooms/{room}/stats"),
     ("GET", "/v1/rooms/{room}/snapshot.jpg"),
 ];
@@ -54,6 +56,7 @@ impl Route {
             Route::PutLayout(_) => "/v1/rooms/{room}/layout",
             Route::AddSeat(_) => "/v1/rooms/{room}/seats",
             Route::PatchSeat(..) | Route::DeleteSeat(..) => "/v1/rooms/{room}/seats/{seat}",
+            Route::RotateKey(..) => "/v1/rooms/{room}/seats/{seat}/key",
             Route::Stats(_) => "/v1/rooms/{room}/stats",
             Route::Snapshot(_) => "/v1/rooms/{room}/snapshot.jpg",
         }
@@ -117,6 +120,10 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
             Ok(Route::DeleteSeat(id("room", r)?, id("seat", s)?))
         }
         (["v1", "rooms", _, "seats", _], _) => wrong("PATCH, DELETE"),
+        (["v1", "rooms", r, "seats", s, "key"], "POST") => {
+            Ok(Route::RotateKey(id("room", r)?, id("seat", s)?))
+        }
+        (["v1", "rooms", _, "seats", _, "key"], _) => wrong("POST"),
         (["v1", "rooms", r, "stats"], "GET") => Ok(Route::Stats(id("room", r)?)),
         (["v1", "rooms", _, "stats"], _) => wrong("GET"),
         (["v1", "rooms", r, "snapshot.jpg"], "GET") => Ok(Route::Snapshot(id("room", r)?)),

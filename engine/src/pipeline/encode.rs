@@ -110,6 +110,19 @@ pub fn audio_encoder(audio: &Audio) -> Result<(gst::Element, Option<gst::Element
     })
 }
 
+/// How much later than its input the audio encoder's first real sample comes out: AAC
+/// encoders put 1024 priming samples first. Containers here carry no edit list for it, so the
+/// room delays its video by the same amount to keep lips in sync. Opus signals its pre-skip in
+/// the stream header, which players apply.
+pub fn audio_encoder_delay(audio: &Audio) -> gst::ClockTime {
+    match audio.codec {
+        AudioCodec::Aac => gst::ClockTime::from_nseconds(
+            1024 * gst::ClockTime::SECOND.nseconds() / u64::from(audio.sample_rate.max(1)),
+        ),
+        AudioCodec::Opus => gst::ClockTime::ZERO,
+    }
+}
+
 /// The container for per-rung files and its file extension.
 pub fn file_muxer(codec: VideoCodec, name: &str) -> Result<(gst::Element, &'static str)> {
     Ok(match codec {

@@ -4,6 +4,7 @@
 
 pub mod encode;
 pub mod mixer;
+pub mod publisher;
 pub mod seat;
 
 use anyhow::{Context, Result};

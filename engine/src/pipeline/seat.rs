@@ -44,6 +44,11 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
         .name("audio")
         .build();
     match source {
+        Source::Publish => {
+            anyhow::bail!(
+                "seat {seat_id:?}: publish seats get their media from a publisher, not a bin"
+            )
+        }
         Source::Test { pattern, tone_hz } => {
             let vsrc = make("videotestsrc", Some("vsrc"))?;
             vsrc.set_property_from_str("pattern", pattern);
@@ -87,7 +92,7 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
                         .to_string()
                 }
                 Source::Uri(u) => u.clone(),
-                Source::Test { .. } => unreachable!("handled above"),
+                Source::Test { .. } | Source::Publish => unreachable!("handled above"),
             };
             let dec = make("uridecodebin", Some("decode"))?;
             dec.set_property("uri", &uri);

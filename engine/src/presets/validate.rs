@@ -64,7 +64,7 @@ impl Checker {
     }
 
     pub fn even(&mut self, field: impl Into<String>, v: u32) {
-        if v % 2 != 0 {
+        if !v.is_multiple_of(2) {
             self.fail(
                 field,
                 format!("{v} must be even (4:2:0 video needs even sizes)"),

@@ -10,7 +10,9 @@
 //! seat or an output does can reach another room. A seat whose source fails is removed from
 //! the mix and marked failed; the room keeps going.
 
+mod publish;
 pub mod spec;
+pub use publish::PublishInfo;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -73,12 +75,15 @@ fn seat_state_name<S: serde::Serializer>(s: &SeatState, ser: S) -> Result<S::Ok,
 
 struct Seat {
     spec: SeatSpec,
-    bin: gst::Bin,
+    /// The source bin; `None` for publish seats, whose media comes from their publisher.
+    bin: Option<gst::Bin>,
     comp_pad: gst::Pad,
     mix_pad: gst::Pad,
     placeholder: Option<(gst::Bin, gst::Pad)>,
     counters: Arc<SeatCounters>,
     state: SeatState,
+    /// Publish seats: the key publishers must give, and the live publisher if any.
+    publish: Option<publish::PublishState>,
 }
 
 struct Rung {
@@ -165,6 +170,25 @@ struct Inner {
     rates: Mutex<Rates>,
     /// Keeps the last mixed frame (live rooms), for snapshots.
     snapshot: Option<gst::Element>,
+    timing: SeatTiming,
+    /// Sends work to the room's own thread (see `Event`).
+    events: Mutex<Option<std::sync::mpsc::Sender<Event>>>,
+}
+
+/// When a seat counts as stalled, and how long its tile holds the last frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeatTiming {
+    pub stall_timeout: Duration,
+    pub hold_last_frame: Duration,
+}
+
+impl Default for SeatTiming {
+    fn default() -> Self {
+        Self {
+            stall_timeout: Duration::from_millis(500),
+            hold_last_frame: HOLD_LAST_FRAME,
+        }
+    }
 }
 
 /// Rates sampled from the counters about once a second by the bus thread.
@@ -186,6 +210,8 @@ pub struct SeatStats {
     pub frames_received: u64,
     pub frames_dropped: u64,
     pub audio_level_dbfs: f64,
+    /// Times the seat's input stalled.
+    pub stalls: u64,
 }
 
 /// A rung's live figures, for stats.
@@ -305,6 +331,30 @@ impl Room {
             aenc.link(&audio_tee)?;
         }
 
+        if spec.live {
+            // A silent live input: the audio mix runs on the clock even when every seat is a
+            // publisher that has not connected (or just left), instead of waiting for data
+            // and parking the seats' threads in its pads.
+            let bed = make("audiotestsrc", Some("audio-bed"))?;
+            bed.set_property("is-live", true);
+            bed.set_property_from_str("wave", "silence");
+            bed.set_property("samplesperbuffer", (seat::MIX_RATE / 50) as i32);
+            let bed_caps = capsfilter(
+                Some("audio-bed-caps"),
+                &audio_caps(seat::MIX_RATE, seat::MIX_CHANNELS),
+            )?;
+            pipeline.add_many([&bed, &bed_caps])?;
+            bed.link(&bed_caps)?;
+            let pad = audiomixer
+                .request_pad_simple("sink_%u")
+                .context("audiomixer bed pad")?;
+            bed_caps.static_pad("src").context("bed src")?.link(&pad)?;
+        }
+        // Video waits for the audio encoder's priming samples (see `audio_encoder_delay`).
+        canvas_caps
+            .static_pad("src")
+            .context("canvas src")?
+            .set_offset(encode::audio_encoder_delay(&ladder.audio).nseconds() as i64);
         let gate = StopGate::new();
         gate.attach(&canvas_caps.static_pad("src").context("canvas src")?);
         gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
@@ -341,6 +391,7 @@ impl Room {
             None
         };
 
+        let (events_tx, events_rx) = std::sync::mpsc::channel::<Event>();
         let stop_when_finite_seats_end =
             !spec.live && spec.seats.iter().any(|s| !s.source.is_endless());
         let inner = Arc::new(Inner {
@@ -364,13 +415,15 @@ impl Room {
             outputs: spec.outputs.clone(),
             rates: Mutex::new(Rates::default()),
             snapshot,
+            timing: spec.timing,
+            events: Mutex::new(Some(events_tx.clone())),
         });
         for s in spec.seats {
             inner.attach_seat(s)?;
         }
 
         let bus = pipeline.bus().context("pipeline has no bus")?;
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx) = (events_tx, events_rx);
         let pipeline_obj = pipeline.clone().upcast::<gst::Object>();
         bus.set_sync_handler(move |_, msg| {
             let seat = match msg.view() {
@@ -379,7 +432,7 @@ impl Room {
                 | gst::MessageView::Element(_) => msg.src().and_then(|s| seat_of(s, &pipeline_obj)),
                 _ => None,
             };
-            let _ = tx.send(Posted {
+            let _ = tx.send(Event::Bus {
                 msg: msg.clone(),
                 seat,
             });
@@ -536,7 +589,7 @@ impl Room {
         beauty.validate()?;
         let mut seats = lock(&self.inner.seats);
         let seat = seats.get_mut(id).ok_or_else(|| anyhow!("no seat {id:?}"))?;
-        if let Some(filter) = seat.bin.by_name("beauty") {
+        if let Some(filter) = seat.bin.as_ref().and_then(|b| b.by_name("beauty")) {
             seat::apply_beauty(&filter, &beauty);
         }
         seat.spec.beauty = beauty;
@@ -617,6 +670,7 @@ impl Room {
                 input_fps: round1(rates.seat_fps.get(id).map_or(0.0, |m| m.rate)),
                 frames_received: s.counters.video_frames.load(Relaxed),
                 frames_dropped: s.counters.late_frames.load(Relaxed),
+                stalls: s.counters.stalls.load(Relaxed),
                 audio_level_dbfs: round1(s.counters.audio_level_dbfs()),
             })
             .collect()
@@ -757,6 +811,11 @@ impl Drop for Room {
 }
 
 impl Inner {
+    /// The room is ending: its mix has been told to stop, or it has stopped.
+    fn stopping(&self) -> bool {
+        self.gate.stop_at_ns.load(Relaxed) != u64::MAX || lock(&self.status).finished
+    }
+
     fn finish(&self, state: RoomState) {
         let mut st = lock(&self.status);
         if !st.finished {
@@ -777,6 +836,9 @@ impl Inner {
 
     /// Builds a seat's bin and links it into the mix.
     fn attach_seat(self: &Arc<Self>, spec: SeatSpec) -> Result<()> {
+        if spec.source == crate::source::Source::Publish {
+            return self.attach_publish_seat(spec);
+        }
         let fps = self.ladder.canvas.fps;
         let sb = seat::build(&spec.id, &spec.source, fps, self.live)?;
         let comp_pad = self
@@ -812,12 +874,13 @@ impl Inner {
             id.clone(),
             Seat {
                 spec,
-                bin: sb.bin.clone(),
+                bin: Some(sb.bin.clone()),
                 comp_pad,
                 mix_pad,
                 placeholder: placeholder.clone(),
                 counters,
                 state: SeatState::Waiting,
+                publish: None,
             },
         );
         if let Some((bin, _)) = &placeholder {
@@ -956,8 +1019,13 @@ impl Inner {
         self.layout.remove_seat(id);
         self.compositor.release_request_pad(&seat.comp_pad);
         self.audiomixer.release_request_pad(&seat.mix_pad);
-        let _ = seat.bin.set_state(gst::State::Null);
-        let _ = self.pipeline.remove(&seat.bin);
+        if let Some(bin) = &seat.bin {
+            let _ = bin.set_state(gst::State::Null);
+            let _ = self.pipeline.remove(bin);
+        }
+        if let Some(p) = seat.publish.and_then(|mut p| p.live.take()) {
+            self.teardown_publisher(p);
+        }
         if let Some((bin, pad)) = seat.placeholder {
             self.compositor.release_request_pad(&pad);
             let _ = bin.set_state(gst::State::Null);
@@ -965,13 +1033,20 @@ impl Inner {
         }
     }
 
-    /// A seat's source failed: the seat leaves the mix, the room goes on.
+    /// A seat's source failed: the seat leaves the mix, the room goes on. A publish seat only
+    /// loses its publisher: the next one may do better.
     fn fail_seat(&self, id: &str, reason: String) {
         let seat = {
             let mut seats = lock(&self.seats);
             let Some(seat) = seats.get_mut(id) else {
                 return;
             };
+            if let Some(p) = seat.publish.as_mut() {
+                p.fail(&reason);
+                seat.state = SeatState::Failed(reason.clone());
+                tracing::warn!(room = %self.id, seat = id, "publisher failed: {reason}");
+                return;
+            }
             if matches!(seat.state, SeatState::Failed(_)) {
                 return;
             }
@@ -985,6 +1060,7 @@ impl Inner {
                 placeholder: seat.placeholder.take(),
                 counters: seat.counters.clone(),
                 state: seat.state.clone(),
+                publish: None,
             }
         };
         tracing::warn!(room = %self.id, seat = id, "seat failed: {reason}");
@@ -1018,24 +1094,35 @@ impl Inner {
                     .sample(now, seat.counters.video_frames.load(Relaxed));
             }
         }
+        let stall = self.timing.stall_timeout;
+        let hold = self.timing.hold_last_frame;
         let mut seats = lock(&self.seats);
         for (id, seat) in seats.iter_mut() {
-            if matches!(seat.state, SeatState::Failed(_)) {
-                continue;
-            }
             let c = &seat.counters;
-            let new = if c.video_eos.load(Relaxed) {
-                SeatState::Waiting
-            } else {
-                match c.since_last_video() {
+            let since = c.since_last_video();
+            let new = match &seat.publish {
+                Some(p) => p.state(since, stall, hold),
+                None if matches!(seat.state, SeatState::Failed(_)) => continue,
+                None if c.video_eos.load(Relaxed) => SeatState::Waiting,
+                None => match since {
                     None => SeatState::Waiting,
-                    Some(d) if d > stall_timeout(self.ladder.canvas.fps) => SeatState::Stalled,
+                    Some(d) if d > stall => SeatState::Stalled,
                     Some(_) => SeatState::Connected,
-                }
+                },
             };
-            let hold_over = c.since_last_video().is_some_and(|d| d > HOLD_LAST_FRAME);
-            self.layout
-                .set_force_placeholder(id, self.live && new == SeatState::Stalled && hold_over);
+            if new == SeatState::Stalled && seat.state != SeatState::Stalled {
+                c.stalls.fetch_add(1, Relaxed);
+            }
+            // The tile holds the last frame for `hold` after the last media, then shows the
+            // placeholder; a publish seat without a live publisher stops holding at once when
+            // its hold is over too.
+            let gone = seat
+                .publish
+                .as_ref()
+                .is_some_and(|p| p.live.is_none() || matches!(new, SeatState::Failed(_)));
+            let hold_over = since.is_none_or(|d| d > hold);
+            let force = self.live && hold_over && (new == SeatState::Stalled || gone);
+            self.layout.set_force_placeholder(id, force);
             seat.state = new;
         }
     }
@@ -1061,10 +1148,11 @@ fn seat_of(obj: &gst::Object, pipeline: &gst::Object) -> Option<String> {
         let parent = o.parent();
         if parent.as_ref() == Some(pipeline) {
             let name = o.name();
+            // Publisher bins are `seat-<id>~<generation>`.
             return name
                 .strip_prefix("seat-")
                 .or_else(|| name.strip_prefix("placeholder-"))
-                .map(str::to_owned);
+                .map(|s| s.split('~').next().unwrap_or(s).to_owned());
         }
         cur = parent;
     }
@@ -1072,17 +1160,22 @@ fn seat_of(obj: &gst::Object, pipeline: &gst::Object) -> Option<String> {
 }
 
 /// A bus message and, for errors, the seat it came from (found while the hierarchy was intact).
-struct Posted {
-    msg: gst::Message,
-    seat: Option<String>,
+/// What the room's own thread handles, in order: bus messages (with the seat they came from,
+/// found while the hierarchy was intact) and publisher teardowns. Doing every state change of
+/// a room's elements on that one thread is what keeps a teardown from racing the pipeline's
+/// own shutdown (two threads changing the same bin's state can deadlock in GStreamer).
+enum Event {
+    Bus {
+        msg: gst::Message,
+        seat: Option<String>,
+    },
+    Teardown {
+        publisher: publish::LivePublisher,
+        done: std::sync::mpsc::SyncSender<()>,
+    },
 }
 
-/// No frame for this long counts as a stall (at least 500 ms, or 10 frames at low rates).
-fn stall_timeout(fps: u32) -> Duration {
-    Duration::from_millis(500).max(Duration::from_millis(10_000 / u64::from(fps.max(1))))
-}
-
-fn bus_loop(rx: std::sync::mpsc::Receiver<Posted>, room: std::sync::Weak<Inner>) {
+fn bus_loop(rx: std::sync::mpsc::Receiver<Event>, room: std::sync::Weak<Inner>) {
     loop {
         let posted = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(p) => Some(p),
@@ -1096,8 +1189,14 @@ fn bus_loop(rx: std::sync::mpsc::Receiver<Posted>, room: std::sync::Weak<Inner>)
             return;
         }
         inner.tick();
-        let Some(Posted { msg, seat }) = posted else {
-            continue;
+        let (msg, seat) = match posted {
+            None => continue,
+            Some(Event::Teardown { publisher, done }) => {
+                inner.teardown_now(publisher);
+                let _ = done.send(());
+                continue;
+            }
+            Some(Event::Bus { msg, seat }) => (msg, seat),
         };
         use gst::MessageView;
         match msg.view() {
@@ -1128,12 +1227,11 @@ fn bus_loop(rx: std::sync::mpsc::Receiver<Posted>, room: std::sync::Weak<Inner>)
             MessageView::Warning(w) => {
                 tracing::warn!(room = %inner.id, "{} ({:?})", w.error(), w.debug());
             }
-            MessageView::StateChanged(sc) => {
+            MessageView::StateChanged(sc)
                 if msg.src() == Some(inner.pipeline.upcast_ref())
-                    && sc.current() == gst::State::Playing
-                {
-                    inner.set_state(RoomState::Live);
-                }
+                    && sc.current() == gst::State::Playing =>
+            {
+                inner.set_state(RoomState::Live);
             }
             MessageView::Latency(_) => {
                 let _ = inner.pipeline.recalculate_latency();

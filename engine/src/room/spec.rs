@@ -59,6 +59,7 @@ pub struct RoomSpec {
     /// Live rooms run against the clock (servers, and `showmix mix` on endless sources);
     /// offline rooms run as fast as the machine allows (encode tests on files).
     pub live: bool,
+    pub timing: super::SeatTiming,
 }
 
 /// Errors that are the caller's: the API maps them to 409 (conflicts) or 422 (values).
@@ -192,6 +193,7 @@ mod tests {
                 .collect(),
             outputs: vec![],
             live: false,
+            timing: Default::default(),
         }
     }
 

@@ -117,6 +117,10 @@ pub struct SeatCounters {
     pub last_video_ms: AtomicU64,
     /// Video frames that arrived too late for the mix (live rooms).
     pub late_frames: AtomicU64,
+    /// Times the seat went from receiving media to stalled.
+    pub stalls: AtomicU64,
+    /// Publishers accepted on this seat.
+    pub publishes: AtomicU64,
     /// Loudest channel's RMS over the last level interval, dBFS, as f64 bits.
     pub audio_level_bits: AtomicU64,
     epoch: Instant,
@@ -133,6 +137,8 @@ impl SeatCounters {
             audio_end_ns: AtomicU64::new(0),
             last_video_ms: AtomicU64::new(0),
             late_frames: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
+            publishes: AtomicU64::new(0),
             audio_level_bits: AtomicU64::new(SILENCE_DBFS.to_bits()),
             epoch: Instant::now(),
         }
