@@ -383,3 +383,48 @@ fn inputs_with_an_edit_list_end_on_their_last_frame() {
         "last frame is black"
     );
 }
+
+/// Beauty runs per seat at the seat's tile size, and changes live.
+#[test]
+fn beauty_runs_at_tile_size_and_changes_live() {
+    use gst::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let p = presets();
+    let mut spec = room_spec("grid-4", &[("a", "test:smpte")], &dir.path().join("b"));
+    spec.seats[0].beauty = p.beauty("showroom").unwrap();
+    let mut room = Room::start(spec).unwrap();
+    let f = room
+        .pipeline()
+        .by_name("seat-a")
+        .and_then(|b| b.downcast::<gst::Bin>().ok())
+        .and_then(|b| b.by_name("beauty"))
+        .expect("the seat has a beauty filter");
+    let processed = || f.property::<u64>("frames-processed");
+    let sink_size = || {
+        let caps = f.static_pad("sink").unwrap().current_caps().unwrap();
+        let s = caps.structure(0).unwrap();
+        (
+            s.get::<i32>("width").unwrap(),
+            s.get::<i32>("height").unwrap(),
+        )
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let n1 = processed();
+    assert!(n1 > 10, "beauty processed {n1} frames");
+    // A 1280x720 test picture in a 640x360 grid tile is filtered at 640x360.
+    assert_eq!(sink_size(), (640, 360));
+    // Switched off live: the filter stops touching frames.
+    room.set_seat_beauty("a", p.beauty("off").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    let n2 = processed();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(n2, processed(), "off is a pass-through");
+    // On again, at the new tile size after a switch to single (the full canvas).
+    room.set_seat_beauty("a", p.beauty("natural").unwrap())
+        .unwrap();
+    room.set_layout(p.layout("single").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(processed() > n2);
+    assert_eq!(sink_size(), (1280, 720));
+    assert_eq!(room.stop(Duration::from_secs(10)), RoomState::Stopped);
+}

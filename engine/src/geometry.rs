@@ -117,6 +117,26 @@ pub fn place(fit: Fit, tile: Rect, in_w: u32, in_h: u32, par: (u32, u32)) -> Opt
     }
 }
 
+/// The size to scale an input to before it reaches its tile: just big enough for the tile
+/// (covering it for `cover`, fitting in it for `contain`), with the input's shape, even, and
+/// never larger than the input. Work done on the picture before mixing (the beauty filter)
+/// is then done on the pixels the viewer sees, not on the camera's.
+pub fn prescale_size(fit: Fit, tile_w: u32, tile_h: u32, in_w: u32, in_h: u32) -> (u32, u32) {
+    if tile_w == 0 || tile_h == 0 || in_w == 0 || in_h == 0 {
+        return (in_w, in_h);
+    }
+    let sx = f64::from(tile_w) / f64::from(in_w);
+    let sy = f64::from(tile_h) / f64::from(in_h);
+    let s = match fit {
+        Fit::Cover => sx.max(sy),
+        Fit::Contain => sx.min(sy),
+    }
+    .min(1.0);
+    let w = (round_even(f64::from(in_w) * s).max(2) as u32).min(in_w);
+    let h = (round_even(f64::from(in_h) * s).max(2) as u32).min(in_h);
+    (w, h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +220,20 @@ mod tests {
         let tile = Rect::new(0, 0, 1280, 720);
         let p = place(Fit::Cover, tile, 1440, 1080, (4, 3)).unwrap();
         assert_eq!(p.src, Rect::new(0, 0, 1440, 1080));
+    }
+
+    #[test]
+    fn prescale_sizes() {
+        // A 720p camera in a 640x360 grid tile: a quarter of the pixels.
+        assert_eq!(prescale_size(Fit::Cover, 640, 360, 1280, 720), (640, 360));
+        // In a pk half (640x720), cover needs the full height: no reduction.
+        assert_eq!(prescale_size(Fit::Cover, 640, 720, 1280, 720), (1280, 720));
+        // Contain in the same half: fit the width.
+        assert_eq!(prescale_size(Fit::Contain, 640, 720, 1280, 720), (640, 360));
+        // Never upscale.
+        assert_eq!(prescale_size(Fit::Cover, 1920, 1080, 640, 360), (640, 360));
+        // A portrait phone in a small landscape co-host tile keeps its shape.
+        assert_eq!(prescale_size(Fit::Cover, 320, 180, 720, 1280), (320, 568));
     }
 
     #[test]

@@ -29,6 +29,8 @@ pub fn init() -> anyhow::Result<()> {
     INIT.get_or_init(|| {
         gst::init().map_err(|e| format!("GStreamer does not initialise: {e}"))?;
         gstrav1e::plugin_register_static().map_err(|e| format!("cannot register rav1enc: {e}"))?;
+        gstshowmixbeauty::plugin_register_static()
+            .map_err(|e| format!("cannot register showmixbeauty: {e}"))?;
         Ok(())
     })
     .clone()

@@ -236,6 +236,13 @@ impl LayoutControl {
         self.lock().frames
     }
 
+    /// A seat's tile on the current layout, if the layout has its slot.
+    pub fn seat_tile(&self, id: &str) -> Option<Tile> {
+        let s = self.lock();
+        let slot = s.seats.get(id)?.slot?;
+        s.tiles.get(slot).copied()
+    }
+
     /// The tile of each seat on the current layout (for snapshots and tests).
     pub fn seat_tiles(&self) -> HashMap<String, Rect> {
         let s = self.lock();

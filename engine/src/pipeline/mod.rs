@@ -2,6 +2,7 @@
 //! the elements and pads the room links together; none of them owns lifecycle or policy
 //! (that is `room`), and none of them reads user input unvalidated (that is `presets`).
 
+pub mod beauty;
 pub mod encode;
 pub mod mixer;
 pub mod publisher;

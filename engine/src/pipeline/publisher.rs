@@ -60,6 +60,8 @@ pub fn build(
     protocol: Protocol,
     element: &gst::Element,
     on_unsupported: OnUnsupported,
+    filter: &super::beauty::SeatFilter,
+    beauty: &crate::presets::Beauty,
 ) -> Result<PublisherBin> {
     let bin = gst::Bin::builder().name(name).build();
     bin.set_property("async-handling", true);
@@ -81,7 +83,6 @@ pub fn build(
         Protocol::Rtmp => make("flvdemux", Some("demux"))?,
         Protocol::Srt => make("tsdemux", Some("demux"))?,
     };
-    let vq = queue(Some("vqueue"), gst::ClockTime::from_mseconds(500))?;
     let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
     let aconv = make("audioconvert", Some("aconv"))?;
     let ares = make("audioresample", Some("ares"))?;
@@ -92,13 +93,13 @@ pub fn build(
     bin.add_many([
         appsrc.upcast_ref(),
         &demux,
-        &vq,
         &aconv,
         &ares,
         &acaps,
         &level,
         &aq,
     ])?;
+    let (vin, vq) = filter.build(&bin, beauty)?;
     appsrc.link(&demux)?;
     gst::Element::link_many([&aconv, &ares, &acaps, &level, &aq])?;
 
@@ -109,7 +110,7 @@ pub fn build(
     bin.add_pad(&video)?;
     bin.add_pad(&audio)?;
 
-    let vsink = vq.static_pad("sink").context("queue sink")?;
+    let vsink = vin.static_pad("sink").context("converter sink")?;
     let asink = aconv.static_pad("sink").context("audioconvert sink")?;
     let bin_weak = bin.downgrade();
     demux.connect_pad_added(move |_, pad| {

@@ -32,7 +32,14 @@ pub struct SeatBin {
 /// Builds the bin for a source. `fps` is the canvas rate (test pictures run at it); `live`
 /// makes test sources run against the clock (for rooms) or as fast as possible (for offline
 /// `showmix mix` runs).
-pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<SeatBin> {
+pub fn build(
+    seat_id: &str,
+    source: &Source,
+    fps: u32,
+    live: bool,
+    filter: &super::beauty::SeatFilter,
+    beauty: &crate::presets::Beauty,
+) -> Result<SeatBin> {
     let bin = gst::Bin::builder().name(format!("seat-{seat_id}")).build();
     // A decoder that never prerolls (a broken file) must not hold the room's pipeline in a
     // pending state change: the seat bin settles its children's async changes itself.
@@ -74,10 +81,10 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
             asrc.set_property("samplesperbuffer", (MIX_RATE / 50) as i32);
             let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
             let level = level()?;
-            let vq = queue(Some("vqueue"), gst::ClockTime::from_mseconds(500))?;
             let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
-            bin.add_many([&vsrc, &vcaps, &vq, &asrc, &acaps, &level, &aq])?;
-            gst::Element::link_many([&vsrc, &vcaps, &vq])?;
+            bin.add_many([&vsrc, &vcaps, &asrc, &acaps, &level, &aq])?;
+            let (vin, vq) = filter.build(&bin, beauty)?;
+            gst::Element::link_many([&vsrc, &vcaps, &vin])?;
             gst::Element::link_many([&asrc, &acaps, &level, &aq])?;
             video.set_target(Some(&vq.static_pad("src").context("queue src")?))?;
             audio.set_target(Some(&aq.static_pad("src").context("queue src")?))?;
@@ -96,17 +103,17 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
             };
             let dec = make("uridecodebin", Some("decode"))?;
             dec.set_property("uri", &uri);
-            let vq = queue(Some("vqueue"), gst::ClockTime::from_mseconds(500))?;
             let aconv = make("audioconvert", Some("aconv"))?;
             let ares = make("audioresample", Some("ares"))?;
             let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
             let level = level()?;
             let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
-            bin.add_many([&dec, &vq, &aconv, &ares, &acaps, &level, &aq])?;
+            bin.add_many([&dec, &aconv, &ares, &acaps, &level, &aq])?;
+            let (vin, vq) = filter.build(&bin, beauty)?;
             gst::Element::link_many([&aconv, &ares, &acaps, &level, &aq])?;
             video.set_target(Some(&vq.static_pad("src").context("queue src")?))?;
             audio.set_target(Some(&aq.static_pad("src").context("queue src")?))?;
-            let vsink = vq.static_pad("sink").context("queue sink")?;
+            let vsink = vin.static_pad("sink").context("converter sink")?;
             let asink = aconv.static_pad("sink").context("audioconvert sink")?;
             let bin_weak = bin.downgrade();
             dec.connect_pad_added(move |_dec, pad| {
@@ -145,7 +152,7 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
             });
             // A file without audio (or video) still has to end that side of the seat, or the
             // mixer would wait for it forever.
-            let vsink = vq.static_pad("sink").context("queue sink")?;
+            let vsink = vin.static_pad("sink").context("converter sink")?;
             let asink = aconv.static_pad("sink").context("audioconvert sink")?;
             dec.connect_no_more_pads(move |_| {
                 for p in [&vsink, &asink] {
@@ -165,16 +172,6 @@ pub fn build(seat_id: &str, source: &Source, fps: u32, live: bool) -> Result<Sea
         video: video.upcast(),
         audio: audio.upcast(),
     })
-}
-
-/// Sets the beauty filter's levels from a preset.
-pub fn apply_beauty(filter: &gst::Element, b: &crate::presets::Beauty) {
-    filter.set_property("smoothness", b.smoothness);
-    filter.set_property("lightening", b.lightening);
-    filter.set_property_from_str("lightening-contrast", b.lightening_contrast.as_str());
-    filter.set_property("redness", b.redness);
-    filter.set_property("sharpness", b.sharpness);
-    filter.set_property("skin-mask", b.skin_mask);
 }
 
 /// Audio level meter: posts the seat's RMS level (dBFS per channel) every 200 ms.

@@ -84,6 +84,8 @@ struct Seat {
     state: SeatState,
     /// Publish seats: the key publishers must give, and the live publisher if any.
     publish: Option<publish::PublishState>,
+    /// Prescale and beauty at the end of the seat's video chain.
+    filter: crate::pipeline::beauty::SeatFilter,
 }
 
 struct Rung {
@@ -492,7 +494,9 @@ impl Room {
     /// Switches the layout live; it shows from the next mixed frame. Returns its generation.
     pub fn set_layout(&self, layout: Layout) -> Result<u64> {
         layout.validate()?;
-        Ok(self.inner.layout.set_layout(layout))
+        let generation = self.inner.layout.set_layout(layout);
+        self.inner.retarget_filters();
+        Ok(generation)
     }
 
     /// Adds a seat to the running room.
@@ -563,6 +567,7 @@ impl Room {
             .ok_or_else(|| SpecError::Conflict(format!("no seat {id:?}")))?;
         seat.spec.slot = slot;
         self.inner.layout.set_slot(id, slot);
+        seat.filter.set_tile(self.inner.tile_target(id));
         Ok(())
     }
 
@@ -589,9 +594,7 @@ impl Room {
         beauty.validate()?;
         let mut seats = lock(&self.inner.seats);
         let seat = seats.get_mut(id).ok_or_else(|| anyhow!("no seat {id:?}"))?;
-        if let Some(filter) = seat.bin.as_ref().and_then(|b| b.by_name("beauty")) {
-            seat::apply_beauty(&filter, &beauty);
-        }
+        seat.filter.set_beauty(&beauty);
         seat.spec.beauty = beauty;
         Ok(())
     }
@@ -811,6 +814,24 @@ impl Drop for Room {
 }
 
 impl Inner {
+    /// Where a seat's prescaler should aim: its tile's fit and size, if on screen.
+    fn tile_target(&self, id: &str) -> Option<(crate::geometry::Fit, u32, u32)> {
+        self.layout
+            .seat_tile(id)
+            .map(|t| (t.fit, t.rect.w.max(0) as u32, t.rect.h.max(0) as u32))
+    }
+
+    /// After a layout change: every seat's prescaler follows its new tile.
+    fn retarget_filters(&self) {
+        let seats: Vec<(String, crate::pipeline::beauty::SeatFilter)> = lock(&self.seats)
+            .iter()
+            .map(|(id, s)| (id.clone(), s.filter.clone()))
+            .collect();
+        for (id, f) in seats {
+            f.set_tile(self.tile_target(&id));
+        }
+    }
+
     /// The room is ending: its mix has been told to stop, or it has stopped.
     fn stopping(&self) -> bool {
         self.gate.stop_at_ns.load(Relaxed) != u64::MAX || lock(&self.status).finished
@@ -840,7 +861,15 @@ impl Inner {
             return self.attach_publish_seat(spec);
         }
         let fps = self.ladder.canvas.fps;
-        let sb = seat::build(&spec.id, &spec.source, fps, self.live)?;
+        let filter = crate::pipeline::beauty::SeatFilter::default();
+        let sb = seat::build(
+            &spec.id,
+            &spec.source,
+            fps,
+            self.live,
+            &filter,
+            &spec.beauty,
+        )?;
         let comp_pad = self
             .compositor
             .request_pad_simple("sink_%u")
@@ -869,6 +898,7 @@ impl Inner {
             comp_pad.clone(),
             placeholder.as_ref().map(|(_, p)| p.clone()),
         );
+        filter.set_tile(self.tile_target(&spec.id));
         let id = spec.id.clone();
         lock(&self.seats).insert(
             id.clone(),
@@ -881,6 +911,7 @@ impl Inner {
                 counters,
                 state: SeatState::Waiting,
                 publish: None,
+                filter: filter.clone(),
             },
         );
         if let Some((bin, _)) = &placeholder {
@@ -1061,6 +1092,7 @@ impl Inner {
                 counters: seat.counters.clone(),
                 state: seat.state.clone(),
                 publish: None,
+                filter: seat.filter.clone(),
             }
         };
         tracing::warn!(room = %self.id, seat = id, "seat failed: {reason}");

@@ -130,6 +130,8 @@ impl Inner {
             placeholder.as_ref().map(|(_, p)| p.clone()),
         );
         let id = spec.id.clone();
+        let filter = crate::pipeline::beauty::SeatFilter::default();
+        filter.set_tile(self.tile_target(&id));
         lock(&self.seats).insert(
             id,
             Seat {
@@ -141,6 +143,7 @@ impl Inner {
                 counters: Arc::new(SeatCounters::new()),
                 state: SeatState::Waiting,
                 publish: Some(PublishState::new()),
+                filter,
             },
         );
         if let Some((bin, _)) = &placeholder {
@@ -241,7 +244,7 @@ impl Room {
         let inner = &self.inner;
         let stall = inner.timing.stall_timeout;
         // Phase 1, locked: check, decide a takeover, reserve a generation.
-        let (generation, old, comp_pad, mix_pad, counters) = {
+        let (generation, old, comp_pad, mix_pad, counters, filter, beauty) = {
             let mut seats = lock(&inner.seats);
             let seat = seats.get_mut(seat_id).ok_or_else(|| Refusal::UnknownSeat {
                 room: inner.id.clone(),
@@ -274,6 +277,8 @@ impl Room {
                 seat.comp_pad.clone(),
                 seat.mix_pad.clone(),
                 seat.counters.clone(),
+                seat.filter.clone(),
+                seat.spec.beauty.clone(),
             )
         };
         if let Some(old) = old {
@@ -290,8 +295,15 @@ impl Room {
             }
         });
         let name = format!("seat-{seat_id}~{generation}");
-        let pb = publisher::build(&name, protocol, inner.pipeline.upcast_ref(), on_unsupported)
-            .map_err(|e| Refusal::Other(format!("cannot build the ingest pipeline: {e:#}")))?;
+        let pb = publisher::build(
+            &name,
+            protocol,
+            inner.pipeline.upcast_ref(),
+            on_unsupported,
+            &filter,
+            &beauty,
+        )
+        .map_err(|e| Refusal::Other(format!("cannot build the ingest pipeline: {e:#}")))?;
         let link = || -> anyhow::Result<()> {
             inner.pipeline.add(&pb.bin)?;
             pb.video.link(&comp_pad)?;

@@ -1,0 +1,141 @@
+//! The end of every seat's video chain: convert/scale to the size the seat's tile needs, then
+//! the beauty filter, then the queue into the compositor.
+//!
+//! ```text
+//! decoded video ─ videoconvertscale ─ capsfilter "prescale" ─ showmixbeauty "beauty" ─ queue ─▶
+//! ```
+//!
+//! Beauty runs where it costs least for the picture the viewer sees: on the seat's picture at
+//! its tile size (a 720p camera in a 2×2 grid is filtered at 640×360). While beauty is off the
+//! prescaler leaves the size alone and the filter passes buffers through untouched, so a seat
+//! without beauty costs nothing here; the compositor does its one crop-and-scale as before.
+//! The compositor places whatever size arrives, so a prescale change mid-stream never moves a
+//! tile.
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use gst::prelude::*;
+
+use super::{make, queue};
+use crate::geometry::{self, Fit};
+use crate::presets::Beauty;
+
+/// What the prescaler aims at, kept per seat across publishers.
+#[derive(Default)]
+struct Target {
+    input: Option<(u32, u32)>,
+    tile: Option<(Fit, u32, u32)>,
+    enabled: bool,
+}
+
+/// The current chain's prescale capsfilter and beauty element.
+type Elements = Option<(gst::Element, gst::Element)>;
+
+/// The live-adjustable part of a seat's video chain.
+#[derive(Clone, Default)]
+pub struct SeatFilter {
+    inner: Arc<Mutex<(Target, Elements)>>,
+}
+
+impl SeatFilter {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Target, Elements)> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds the chain into `bin`; returns (first element, queue). The filter takes over
+    /// (a reconnecting publisher gets a new chain with the same settings).
+    pub fn build(&self, bin: &gst::Bin, beauty: &Beauty) -> Result<(gst::Element, gst::Element)> {
+        let convert = make("videoconvertscale", Some("prescale-convert"))?;
+        let caps = make("capsfilter", Some("prescale"))?;
+        let filter = make("showmixbeauty", Some("beauty"))?;
+        let q = queue(Some("vqueue"), gst::ClockTime::from_mseconds(500))?;
+        bin.add_many([&convert, &caps, &filter, &q])?;
+        gst::Element::link_many([&convert, &caps, &filter, &q])?;
+        apply_beauty(&filter, beauty);
+        // Learn the input size from the caps arriving at the converter.
+        let this = self.clone();
+        if let Some(sink) = convert.static_pad("sink") {
+            sink.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+                if let Some(ev) = info.event()
+                    && let gst::EventView::Caps(c) = ev.view()
+                    && let Ok(vi) = gst_video::VideoInfo::from_caps(c.caps())
+                {
+                    this.set_input(vi.width(), vi.height());
+                }
+                gst::PadProbeReturn::Ok
+            });
+        }
+        {
+            let mut g = self.lock();
+            g.0.enabled = !beauty.is_off();
+            g.1 = Some((caps.clone(), filter.clone()));
+        }
+        self.apply();
+        Ok((convert, q))
+    }
+
+    fn set_input(&self, w: u32, h: u32) {
+        let changed = {
+            let mut g = self.lock();
+            let changed = g.0.input != Some((w, h));
+            g.0.input = Some((w, h));
+            changed
+        };
+        if changed {
+            self.apply();
+        }
+    }
+
+    /// The seat's tile on the current layout (or none: off-screen).
+    pub fn set_tile(&self, tile: Option<(Fit, u32, u32)>) {
+        self.lock().0.tile = tile;
+        self.apply();
+    }
+
+    /// New beauty levels, applied on the next frame.
+    pub fn set_beauty(&self, beauty: &Beauty) {
+        let filter = {
+            let mut g = self.lock();
+            g.0.enabled = !beauty.is_off();
+            g.1.as_ref().map(|(_, f)| f.clone())
+        };
+        if let Some(f) = filter {
+            apply_beauty(&f, beauty);
+        }
+        self.apply();
+    }
+
+    fn apply(&self) {
+        let (caps_el, caps) = {
+            let g = self.lock();
+            let Some((caps_el, _)) = &g.1 else {
+                return;
+            };
+            let mut b =
+                gst::Caps::builder("video/x-raw").field("format", gst::List::new(["I420", "NV12"]));
+            if let (true, Some((iw, ih)), Some((fit, tw, th))) = (g.0.enabled, g.0.input, g.0.tile)
+            {
+                let (w, h) = geometry::prescale_size(fit, tw, th, iw, ih);
+                if (w, h) != (iw, ih) {
+                    b = b.field("width", w as i32).field("height", h as i32);
+                }
+            }
+            (caps_el.clone(), b.build())
+        };
+        let current = caps_el.property::<Option<gst::Caps>>("caps");
+        if current.as_ref() != Some(&caps) {
+            caps_el.set_property("caps", &caps);
+        }
+    }
+}
+
+/// Sets the beauty filter's levels from a preset.
+pub fn apply_beauty(filter: &gst::Element, b: &Beauty) {
+    filter.set_property("smoothness", b.smoothness);
+    filter.set_property("lightening", b.lightening);
+    filter.set_property_from_str("lightening-contrast", b.lightening_contrast.as_str());
+    filter.set_property("redness", b.redness);
+    filter.set_property("sharpness", b.sharpness);
+    filter.set_property("skin-mask", b.skin_mask);
+}
