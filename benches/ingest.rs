@@ -24,6 +24,7 @@
 //!
 //! Run: `cargo bench -p showmix-benches --bench ingest`. Writes `target/bench/ingest.json`.
 
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,7 @@ use showmix::service::Engine;
 
 const JOINS: usize = 20;
 const STOP_TRIALS: usize = 10;
+const FRESH: usize = 8;
 const STALL_TIMEOUT_MS: u64 = 500;
 const FPS: f64 = 30.0;
 const CPU_WINDOW: Duration = Duration::from_secs(10);
@@ -66,7 +68,9 @@ mod sys {
     unsafe extern "C" {
         pub fn getrusage(who: i32, usage: *mut Rusage) -> i32;
         pub fn kill(pid: i32, sig: i32) -> i32;
+        pub fn sysconf(name: i32) -> i64;
     }
+    pub const SC_CLK_TCK: i32 = 2;
 }
 
 /// User + system CPU seconds of this process (`RUSAGE_SELF`) or its reaped children.
@@ -77,6 +81,38 @@ fn cpu_seconds(who: i32) -> f64 {
     assert_eq!(rc, 0, "getrusage");
     let tv = |t: [i64; 2]| t[0] as f64 + t[1] as f64 / 1e6;
     tv(u.utime) + tv(u.stime)
+}
+
+/// CPU seconds of each live thread of this process by thread id: (name with digits
+/// dropped, seconds), from `/proc/self/task/*/stat`.
+fn thread_cpu() -> HashMap<u64, (String, f64)> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { sys::sysconf(sys::SC_CLK_TCK) }.max(1) as f64;
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u64>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) state ppid ...": comm may hold anything, so cut at the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name: String = stat[open + 1..close]
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .collect();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15 of the line, 12th and 13th after the comm.
+        out.insert(tid, (name, (ticks(11) + ticks(12)) / hz));
+    }
+    out
 }
 
 fn percentile(v: &[f64], p: f64) -> f64 {
@@ -120,7 +156,7 @@ struct Publisher(Child);
 
 impl Publisher {
     /// A 720p30 red picture with a tone, encoded live; starts with a keyframe.
-    fn red(url: &str) -> Result<Publisher> {
+    fn red(url: &str, nodelay: bool) -> Result<Publisher> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
             .arg("color=c=red:s=1280x720:r=30")
@@ -135,8 +171,12 @@ impl Publisher {
             ])
             .args([
                 "-g", "30", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "96k",
-            ])
-            .args(["-f", "flv", url]);
+            ]);
+        if nodelay {
+            // ffmpeg's TCP client leaves Nagle's algorithm on unless asked.
+            cmd.args(["-tcp_nodelay", "1"]);
+        }
+        cmd.args(["-f", "flv", url]);
         Self::spawn(cmd)
     }
 
@@ -180,9 +220,14 @@ impl Drop for Publisher {
 struct Watch {
     /// Changes of the centre pixel of mixed frames leaving the compositor: (when, red).
     mix: Mutex<Vec<(Instant, bool)>>,
-    /// Buffers entering the mix on the seat's compositor pad: the first since `arm`, the last.
+    /// Buffers entering the mix on a seat's compositor pad: the first since `arm`, the last.
     seat_first: Mutex<Option<Instant>>,
     seat_last: Mutex<Option<Instant>>,
+    /// A publisher's bin added to the room's pipeline (inside `attach_publisher`), first
+    /// since `arm`.
+    bin_added: Mutex<Option<Instant>>,
+    compositor: Mutex<Option<gst::Element>>,
+    probed: Mutex<Vec<gst::Pad>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -192,6 +237,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Watch {
     fn arm(&self) {
         *lock(&self.seat_first) = None;
+        *lock(&self.bin_added) = None;
     }
 
     /// The first mixed frame at or after `t` whose centre is (or is not) red.
@@ -206,7 +252,8 @@ impl Watch {
         lock(&self.mix).last().is_some_and(|(_, r)| *r)
     }
 
-    /// Probes the compositor of `pipeline`: its output, and every sink pad but the background's.
+    /// Probes the compositor of `pipeline` (its output, its seat pads) and the pipeline's
+    /// publisher bins coming in.
     fn attach(self: &Arc<Self>, pipeline: &gst::Pipeline) -> Result<()> {
         let comp = pipeline
             .by_name("compositor")
@@ -238,16 +285,34 @@ impl Watch {
                 gst::PadProbeReturn::Ok
             },
         );
-        let mut seats = 0;
+        let w = self.clone();
+        pipeline.connect_element_added(move |_, e| {
+            if e.name().starts_with("seat-") {
+                lock(&w.bin_added).get_or_insert_with(Instant::now);
+            }
+        });
+        *lock(&self.compositor) = Some(comp);
+        ensure!(self.probe_seats() == 1, "expected one seat pad");
+        Ok(())
+    }
+
+    /// Probes the compositor's seat pads (all but the background's) not probed yet; returns
+    /// how many it found.
+    fn probe_seats(self: &Arc<Self>) -> usize {
+        let Some(comp) = lock(&self.compositor).clone() else {
+            return 0;
+        };
+        let mut probed = lock(&self.probed);
+        let mut found = 0;
         for pad in comp.sink_pads() {
             let upstream = pad
                 .peer()
                 .and_then(|p| p.parent_element())
                 .map(|e| e.name().to_string());
-            if upstream.as_deref() == Some("background-caps") {
+            if upstream.as_deref() == Some("background-caps") || probed.contains(&pad) {
                 continue;
             }
-            seats += 1;
+            found += 1;
             let w = self.clone();
             pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                 let now = Instant::now();
@@ -255,9 +320,9 @@ impl Watch {
                 *lock(&w.seat_last) = Some(now);
                 gst::PadProbeReturn::Ok
             });
+            probed.push(pad);
         }
-        ensure!(seats == 1, "expected one seat pad, found {seats}");
-        Ok(())
+        found
     }
 }
 
@@ -409,11 +474,14 @@ fn rtmp_url(room: &Value, seat: &str) -> Result<String> {
         .with_context(|| format!("no RTMP URL for seat {seat} in {room}"))
 }
 
-/// One join, measured from the instants the poller and the probes recorded.
+/// One join, measured from the instants the poller and the probes recorded (ms).
 #[derive(Clone, Copy, Debug)]
 struct JoinSample {
     spawn_to_accept: f64,
-    accept_to_publish: f64,
+    /// RTMP handshake, connect, createStream, publish: until the seat's bin is built.
+    accept_to_bin: f64,
+    /// The rest of `attach_publisher` (link, start the bin) and the publish reply.
+    bin_to_publish: f64,
     publish_to_media: f64,
     media_to_seat_frame: f64,
     seat_frame_to_mix: f64,
@@ -423,13 +491,33 @@ struct JoinSample {
     accept_to_seat_frame: f64,
 }
 
+impl JoinSample {
+    fn line(&self) -> String {
+        format!(
+            "{:6.1} ms  (spawn->accept {:5.1} | accept->bin {:5.1} | ->publish ok {:5.1} | ->first bytes {:5.1} | ->seat frame {:5.1} | ->mixed {:5.1})",
+            self.join,
+            self.spawn_to_accept,
+            self.accept_to_bin,
+            self.bin_to_publish,
+            self.publish_to_media,
+            self.media_to_seat_frame,
+            self.seat_frame_to_mix
+        )
+    }
+}
+
 /// Starts a red publisher and waits for it to show in the mix.
-fn join(url: &str, watch: &Watch, poller: &IngestPoller) -> Result<(Publisher, JoinSample)> {
+fn join(
+    url: &str,
+    nodelay: bool,
+    watch: &Watch,
+    poller: &IngestPoller,
+) -> Result<(Publisher, JoinSample)> {
     ensure!(!watch.is_red(), "the tile is not black before the join");
     watch.arm();
     poller.reset();
     let spawned = Instant::now();
-    let p = Publisher::red(url)?;
+    let p = Publisher::red(url, nodelay)?;
     let red = wait_for("the seat in the mix", Duration::from_secs(10), || {
         watch.turned(true, spawned)
     })?;
@@ -437,12 +525,14 @@ fn join(url: &str, watch: &Watch, poller: &IngestPoller) -> Result<(Publisher, J
     let accepted = t.accepted.context("connection not seen")?;
     let published = t.published.context("publish not seen")?;
     let media = t.media.context("media not seen")?;
+    let bin = lock(&watch.bin_added).context("no publisher bin added")?;
     let seat = lock(&watch.seat_first).context("no frame entered the seat's pad")?;
     Ok((
         p,
         JoinSample {
             spawn_to_accept: ms(spawned, accepted),
-            accept_to_publish: ms(accepted, published),
+            accept_to_bin: ms(accepted, bin),
+            bin_to_publish: ms(bin, published),
             publish_to_media: ms(published, media),
             media_to_seat_frame: ms(media, seat),
             seat_frame_to_mix: ms(seat, red),
@@ -453,17 +543,18 @@ fn join(url: &str, watch: &Watch, poller: &IngestPoller) -> Result<(Publisher, J
 }
 
 /// Waits until the seat has no publisher and the tile is black.
-fn settle(api: &Api, watch: &Watch, room: &str) -> Result<()> {
+fn settle(api: &Api, watch: &Watch, room: &str, seat: &str) -> Result<()> {
     wait_for("the seat to be free", Duration::from_secs(10), || {
-        let (state, publisher) = api.seat(room, "host").ok()?;
+        let (state, publisher) = api.seat(room, seat).ok()?;
         (state != "connected" && publisher.is_null() && !watch.is_red()).then_some(())
     })?;
     std::thread::sleep(Duration::from_millis(300));
     Ok(())
 }
 
-/// One stall: stop the publisher with `how`, time the placeholder.
-/// Returns (last packet -> placeholder, last frame into the mix -> placeholder), ms.
+/// One stall: SIGSTOP (connection stays open) or SIGKILL (the OS closes it) the publisher,
+/// time the placeholder. Returns (last packet -> placeholder, last frame into the mix ->
+/// placeholder), ms.
 fn stall(mut p: Publisher, watch: &Watch, sigstop: bool) -> Result<(f64, f64)> {
     ensure!(watch.is_red(), "the seat is not in the mix");
     let t0 = Instant::now();
@@ -509,6 +600,23 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
+fn joins_json(joins: &[JoinSample], what: &str) -> Value {
+    let col = |f: fn(&JoinSample) -> f64| joins.iter().map(f).collect::<Vec<_>>();
+    json!({
+        "what": what,
+        "accept_to_mixed": stats_json(&col(|j| j.join)),
+        "accept_to_seat_frame": stats_json(&col(|j| j.accept_to_seat_frame)),
+        "split": {
+            "spawn_to_accept": stats_json(&col(|j| j.spawn_to_accept)),
+            "accept_to_bin_added": stats_json(&col(|j| j.accept_to_bin)),
+            "bin_added_to_publish_accepted": stats_json(&col(|j| j.bin_to_publish)),
+            "publish_to_first_bytes": stats_json(&col(|j| j.publish_to_media)),
+            "first_bytes_to_seat_frame": stats_json(&col(|j| j.media_to_seat_frame)),
+            "seat_frame_to_mixed": stats_json(&col(|j| j.seat_frame_to_mix)),
+        },
+    })
+}
+
 fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
     let room = api.create(json!({"id": "join", "layout": "single",
         "seats": [{"id": "host", "source": "publish"}]}))?;
@@ -528,67 +636,87 @@ fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
     })?;
     std::thread::sleep(Duration::from_millis(500));
 
-    println!("\n[1+2a] {JOINS} joins (720p30 red, keyframe first), each then SIGKILLed after 1 s");
+    // Seat "host" has a publisher before every join but the first: these are re-joins.
+    println!(
+        "\n[1+2a] {JOINS} joins into seat `host` (720p30 red, keyframe first, ffmpeg defaults), each SIGKILLed after 1 s"
+    );
     let mut joins = Vec::new();
     let mut kill = Vec::new();
     for i in 0..JOINS {
-        let (p, j) = join(&url, &watch, &poller)?;
+        let (p, j) = join(&url, false, &watch, &poller)?;
         std::thread::sleep(Duration::from_secs(1));
         let (s, internal) = stall(p, &watch, false)?;
         println!(
-            "  join {i:>2}: {:6.1} ms  (spawn->accept {:5.1} | accept->publish {:5.1} | ->first bytes {:5.1} | ->seat frame {:5.1} | ->mixed {:5.1});  kill->placeholder {s:6.1} ms (last frame in {internal:6.1})",
-            j.join,
-            j.spawn_to_accept,
-            j.accept_to_publish,
-            j.publish_to_media,
-            j.media_to_seat_frame,
-            j.seat_frame_to_mix
+            "  join {i:>2}: {};  kill->placeholder {s:5.1} ms (last frame in {internal:5.1})",
+            j.line()
         );
         joins.push(j);
         kill.push((s, internal));
-        settle(api, &watch, "join")?;
+        settle(api, &watch, "join", "host")?;
     }
 
-    println!("\n[2b] {STOP_TRIALS} stalls with the connection open (SIGSTOP after 1 s live)");
+    println!(
+        "\n[2b] {STOP_TRIALS} stalls with the connection open (SIGSTOP after 1 s live); publishers with -tcp_nodelay 1"
+    );
     let mut stop = Vec::new();
+    let mut nodelay = Vec::new();
     for i in 0..STOP_TRIALS {
-        let (p, _) = join(&url, &watch, &poller)?;
+        let (p, j) = join(&url, true, &watch, &poller)?;
         std::thread::sleep(Duration::from_secs(1));
         let (s, internal) = stall(p, &watch, true)?;
         println!(
-            "  stall {i:>2}: stop->placeholder {s:6.1} ms (last frame in -> placeholder {internal:6.1})"
+            "  stall {i:>2}: stop->placeholder {s:6.1} ms (last frame in {internal:6.1});  its join: {}",
+            j.line()
         );
         stop.push((s, internal));
-        settle(api, &watch, "join")?;
+        nodelay.push(j);
+        settle(api, &watch, "join", "host")?;
+    }
+
+    // A new seat each time: no earlier publisher, so no stale "stalled" state to clear.
+    println!("\n[1b] {FRESH} joins into a fresh seat (-tcp_nodelay 1)");
+    let mut fresh = Vec::new();
+    let mut seat = "host".to_owned();
+    for i in 0..FRESH {
+        let (st, v) = api.call("DELETE", &format!("/v1/rooms/join/seats/{seat}"), None)?;
+        ensure!(st == 204 || st == 200, "delete seat ({st}): {v}");
+        seat = format!("fresh{i}");
+        let (st, room) = api.call(
+            "POST",
+            "/v1/rooms/join/seats",
+            Some(json!({"id": seat, "source": "publish", "slot": 0})),
+        )?;
+        ensure!(st == 201 || st == 200, "add seat ({st}): {room}");
+        ensure!(watch.probe_seats() == 1, "the new seat's pad not found");
+        std::thread::sleep(Duration::from_millis(300));
+        let (mut p, j) = join(&rtmp_url(&room, &seat)?, true, &watch, &poller)?;
+        println!("  join {i:>2}: {}", j.line());
+        fresh.push(j);
+        std::thread::sleep(Duration::from_millis(300));
+        p.kill();
+        settle(api, &watch, "join", &seat)?;
     }
     drop(poller);
     api.delete("join")?;
 
-    let col = |f: fn(&JoinSample) -> f64| joins.iter().map(f).collect::<Vec<_>>();
     let frame = 1000.0 / FPS;
     Ok(json!({
         "join": {
-            "method": "accept (RTMP listener connections_total, polled 0.25 ms) -> first compositor output frame whose centre pixel is red",
-            "publisher": "ffmpeg -re lavfi color=red 1280x720@30 + sine, libx264 ultrafast zerolatency -g 30, AAC, FLV over RTMP",
+            "method": "accept (RTMP listener connections_total, polled every 0.25 ms) -> first compositor output frame whose centre pixel is red; splits from the listener's publishes_accepted and bytes_in counters, the pipeline's element-added signal and a probe on the seat's compositor sink pad",
+            "publisher": "ffmpeg -re lavfi color=red 1280x720@30 + sine, libx264 ultrafast zerolatency -g 30, AAC 96k, FLV over RTMP",
             "target_median_ms": 300.0,
-            "accept_to_mixed": stats_json(&col(|j| j.join)),
-            "accept_to_seat_frame": stats_json(&col(|j| j.accept_to_seat_frame)),
-            "split": {
-                "spawn_to_accept": stats_json(&col(|j| j.spawn_to_accept)),
-                "accept_to_publish_accepted": stats_json(&col(|j| j.accept_to_publish)),
-                "publish_to_first_bytes": stats_json(&col(|j| j.publish_to_media)),
-                "first_bytes_to_seat_frame": stats_json(&col(|j| j.media_to_seat_frame)),
-                "seat_frame_to_mixed": stats_json(&col(|j| j.seat_frame_to_mix)),
-            },
+            "rejoin_ffmpeg_defaults": joins_json(&joins, "the publisher returns to a seat that had one (what a reconnect is); ffmpeg's default TCP options (Nagle on)"),
+            "rejoin_tcp_nodelay": joins_json(&nodelay, "as above, ffmpeg with -tcp_nodelay 1 (the joins of the SIGSTOP trials)"),
+            "fresh_seat_tcp_nodelay": joins_json(&fresh, "the first publisher of a newly added seat; ffmpeg with -tcp_nodelay 1"),
         },
         "stall_disconnect": {
-            "method": "SIGKILL of the publisher (socket closed) -> first output frame with the placeholder; hold_last_frame_ms = 0",
+            "method": "SIGKILL of the publisher (the OS closes the socket) -> first output frame with the placeholder; hold_last_frame_ms = 0",
             "target_ms": STALL_TIMEOUT_MS as f64 + 2.0 * frame,
             "kill_to_placeholder": stats_json(&kill.iter().map(|x| x.0).collect::<Vec<_>>()),
             "last_frame_in_to_placeholder": stats_json(&kill.iter().map(|x| x.1).collect::<Vec<_>>()),
         },
         "stall_open_connection": {
-            "method": "SIGSTOP of the publisher (connection stays open) -> first output frame with the placeholder; stall_timeout_ms = 500, hold_last_frame_ms = 0",
+            "method": "SIGSTOP of the publisher (the connection stays open) -> first output frame with the placeholder; stall_timeout_ms = 500, hold_last_frame_ms = 0",
             "target_ms": STALL_TIMEOUT_MS as f64 + 2.0 * frame,
             "stop_to_placeholder": stats_json(&stop.iter().map(|x| x.0).collect::<Vec<_>>()),
             "last_frame_in_to_placeholder": stats_json(&stop.iter().map(|x| x.1).collect::<Vec<_>>()),
@@ -633,6 +761,8 @@ fn ffmpeg_cpu(args: &[&str]) -> Result<f64> {
 /// One measuring window: engine CPU per wall second, and what the seats received.
 struct Window {
     cpu_per_s: f64,
+    /// CPU per wall second by thread name, for the threads alive at the end of the window.
+    threads: BTreeMap<String, f64>,
     seat_fps: Vec<f64>,
     late: u64,
     mix_fps: f64,
@@ -640,13 +770,21 @@ struct Window {
 
 fn window(api: &Api, room: &str) -> Result<Window> {
     let (f0, m0) = api.frames(room)?;
+    let th0 = thread_cpu();
     let (c0, t0) = (cpu_seconds(sys::RUSAGE_SELF), Instant::now());
     std::thread::sleep(CPU_WINDOW);
     let (c1, t1) = (cpu_seconds(sys::RUSAGE_SELF), Instant::now());
+    let th1 = thread_cpu();
     let (f1, m1) = api.frames(room)?;
     let secs = t1.duration_since(t0).as_secs_f64();
+    let mut threads = BTreeMap::new();
+    for (tid, (name, cpu)) in th1 {
+        let before = th0.get(&tid).map_or(0.0, |t| t.1);
+        *threads.entry(name).or_insert(0.0) += (cpu - before) / secs;
+    }
     Ok(Window {
         cpu_per_s: (c1 - c0) / secs,
+        threads,
         seat_fps: f0
             .iter()
             .zip(&f1)
@@ -716,6 +854,23 @@ fn cpu_per_seat(api: &Api) -> Result<Value> {
     }
     let seat1 = one.cpu_per_s - base.cpu_per_s;
     let seat4 = (four.cpu_per_s - base.cpu_per_s) / 4.0;
+    // Where it goes: CPU by thread name, (4 publishers - baseline) / 4.
+    let mut by_thread: Vec<(String, f64)> = four
+        .threads
+        .iter()
+        .map(|(n, c)| {
+            (
+                n.clone(),
+                (c - base.threads.get(n).copied().unwrap_or(0.0)) / 4.0,
+            )
+        })
+        .filter(|(_, c)| c.abs() >= 0.0005)
+        .collect();
+    by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("  per seat by thread name (4 publishers minus baseline, / 4), cores:");
+    for (n, c) in by_thread.iter().take(12) {
+        println!("    {n:<18} {c:.3}");
+    }
 
     // ffmpeg decoding the same stream (video and audio), as fast as it can; per content second.
     let content = 2.0 * f64::from(CLIP_SECS);
@@ -757,6 +912,7 @@ fn cpu_per_seat(api: &Api) -> Result<Value> {
         "four_seats_cores": round3(four.cpu_per_s),
         "per_seat_cores_n1": round3(seat1),
         "per_seat_cores_n4": round3(seat4),
+        "per_seat_cores_n4_by_thread": by_thread.iter().take(12).map(|(n, c)| json!([n, round3(*c)])).collect::<Vec<_>>(),
         "seat_fps_n1": one.seat_fps.first().map(|f| round1(*f)),
         "seat_fps_n4": four.seat_fps.iter().map(|f| round1(*f)).collect::<Vec<_>>(),
         "late_frames_n4": four.late,
@@ -772,58 +928,96 @@ fn summary(r: &Value) {
     let f = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
     let frame = 1000.0 / FPS;
     let stall_target = STALL_TIMEOUT_MS as f64 + 2.0 * frame;
-    println!("\n=== Ingest summary ===");
+    println!("\n=== Ingest summary (ms) ===");
     println!(
-        "{:<52} {:>9} {:>9} {:>9}   target",
+        "{:<50} {:>8} {:>8} {:>8}   target",
         "", "median", "p95", "max"
     );
     let row = |name: &str, s: &Value, target: &str| {
+        let mark = match target.strip_prefix("median <= ") {
+            Some(t) => {
+                if f(&s["median_ms"]) <= t.parse::<f64>().unwrap_or(0.0) {
+                    "  ok"
+                } else {
+                    "  MISSED"
+                }
+            }
+            None => match target.strip_prefix("max <= ") {
+                Some(t) if f(&s["max_ms"]) <= t.parse::<f64>().unwrap_or(0.0) => "  ok",
+                Some(_) => "  MISSED",
+                None => "",
+            },
+        };
         println!(
-            "{name:<52} {:>9.1} {:>9.1} {:>9.1}   {target}",
+            "{name:<50} {:>8.1} {:>8.1} {:>8.1}   {target}{mark}",
             f(&s["median_ms"]),
             f(&s["p95_ms"]),
             f(&s["max_ms"])
         );
     };
-    let j = &r["join"];
+    for (key, title, n) in [
+        (
+            "rejoin_ffmpeg_defaults",
+            "join, re-join, ffmpeg defaults",
+            JOINS,
+        ),
+        (
+            "rejoin_tcp_nodelay",
+            "join, re-join, -tcp_nodelay 1",
+            STOP_TRIALS,
+        ),
+        (
+            "fresh_seat_tcp_nodelay",
+            "join, fresh seat, -tcp_nodelay 1",
+            FRESH,
+        ),
+    ] {
+        let j = &r["join"][key];
+        let sp = &j["split"];
+        row(
+            &format!("{title} ({n}): accept -> mixed"),
+            &j["accept_to_mixed"],
+            "median <= 300",
+        );
+        row(
+            "  accept -> frame at the seat",
+            &j["accept_to_seat_frame"],
+            "",
+        );
+        row(
+            "    accept -> bin added (RTMP commands)",
+            &sp["accept_to_bin_added"],
+            "",
+        );
+        row(
+            "    bin added -> publish accepted",
+            &sp["bin_added_to_publish_accepted"],
+            "",
+        );
+        row(
+            "    publish -> first bytes (ffmpeg encoders)",
+            &sp["publish_to_first_bytes"],
+            "",
+        );
+        row(
+            "    first bytes -> seat frame (demux+decode)",
+            &sp["first_bytes_to_seat_frame"],
+            "",
+        );
+        row(
+            "  seat frame -> first mixed frame",
+            &sp["seat_frame_to_mixed"],
+            "",
+        );
+        row(
+            "  (spawn -> accept: outside the window)",
+            &sp["spawn_to_accept"],
+            "",
+        );
+    }
+    let t = format!("max <= {stall_target:.0}");
     row(
-        "join: accept -> first mixed frame (ms)",
-        &j["accept_to_mixed"],
-        "median <= 300",
-    );
-    row(
-        "  accept -> first frame at the seat (ms)",
-        &j["accept_to_seat_frame"],
-        "",
-    );
-    row(
-        "    accept -> publish accepted",
-        &j["split"]["accept_to_publish_accepted"],
-        "",
-    );
-    row(
-        "    publish -> first bytes (ffmpeg encoders up)",
-        &j["split"]["publish_to_first_bytes"],
-        "",
-    );
-    row(
-        "    first bytes -> seat frame (demux+decode)",
-        &j["split"]["first_bytes_to_seat_frame"],
-        "",
-    );
-    row(
-        "  seat frame -> first mixed frame",
-        &j["split"]["seat_frame_to_mixed"],
-        "",
-    );
-    row(
-        "  (spawn -> accept, not in the window)",
-        &j["split"]["spawn_to_accept"],
-        "",
-    );
-    let t = format!("<= {stall_target:.0}");
-    row(
-        "stall, disconnect: kill -> placeholder (ms)",
+        "stall, disconnect: SIGKILL -> placeholder",
         &r["stall_disconnect"]["kill_to_placeholder"],
         &t,
     );
@@ -833,7 +1027,7 @@ fn summary(r: &Value) {
         "",
     );
     row(
-        "stall, open conn.: SIGSTOP -> placeholder (ms)",
+        "stall, connection open: SIGSTOP -> placeholder",
         &r["stall_open_connection"]["stop_to_placeholder"],
         &t,
     );

@@ -23,12 +23,13 @@ pub mod source;
 use std::sync::OnceLock;
 
 /// Initialises GStreamer once per process and registers the elements showmix links in
-/// statically (rav1e's AV1 encoder). Safe to call many times.
+/// statically (rav1e's AV1 encoder, the fragmented-MP4 muxers, the beauty filter). Safe to call many times.
 pub fn init() -> anyhow::Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
         gst::init().map_err(|e| format!("GStreamer does not initialise: {e}"))?;
         gstrav1e::plugin_register_static().map_err(|e| format!("cannot register rav1enc: {e}"))?;
+        gstfmp4::plugin_register_static().map_err(|e| format!("cannot register cmafmux: {e}"))?;
         gstshowmixbeauty::plugin_register_static()
             .map_err(|e| format!("cannot register showmixbeauty: {e}"))?;
         Ok(())

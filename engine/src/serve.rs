@@ -85,6 +85,7 @@ pub async fn run(
     engine.set_ingest_ports(crate::service::IngestPorts {
         rtmp: bound.rtmp_addr().map(|a| a.port()),
         srt: bound.srt_addr().map(|a| a.port()),
+        api: bound.api_addr().map(|a| a.port()),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = move || {

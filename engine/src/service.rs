@@ -55,6 +55,8 @@ pub struct Engine {
 pub struct IngestPorts {
     pub rtmp: Option<u16>,
     pub srt: Option<u16>,
+    /// The API's (and playback's) HTTP port.
+    pub api: Option<u16>,
 }
 
 /// Where a publish seat's publisher connects, as the API shows it.
@@ -111,8 +113,16 @@ pub struct RoomView {
     pub ladder: Ladder,
     pub seats: Vec<SeatView>,
     pub outputs: Vec<OutputView>,
+    /// Where viewers play the room.
+    pub playback: Playback,
     pub created_at: u64,
     pub uptime_seconds: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Playback {
+    /// LL-HLS multivariant playlist, when the room has LL-HLS.
+    pub hls: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -260,9 +270,16 @@ impl Engine {
             .enumerate()
             .map(|(i, s)| s.into_spec(&self.presets, &format!("seats[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        let hls = !req.outputs.iter().any(|o| {
+            matches!(
+                o,
+                crate::api::model::OutputRequest::Hls { enabled: false, .. }
+            )
+        });
         let outputs = req
             .outputs
             .into_iter()
+            .filter(|o| !matches!(o, crate::api::model::OutputRequest::Hls { .. }))
             .enumerate()
             .map(|(i, o)| o.into_spec(&self.config.output_roots, &format!("outputs[{i}]"), i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -274,6 +291,7 @@ impl Engine {
             outputs,
             live: true,
             timing: self.config.timing(),
+            hls,
         };
         spec.resolve()?;
         // Reserve the id and a place under the limit before the (slow) start.
@@ -400,6 +418,16 @@ impl Engine {
             ladder: room.ladder().clone(),
             seats,
             outputs,
+            playback: Playback {
+                hls: room.hls().and_then(|_| {
+                    let port = lock(&self.ingest_ports).api?;
+                    Some(format!(
+                        "http://{}:{port}/live/{}/index.m3u8",
+                        self.config.public_host(),
+                        e.id
+                    ))
+                }),
+            },
             created_at: e
                 .created
                 .duration_since(SystemTime::UNIX_EPOCH)
@@ -538,6 +566,11 @@ impl Engine {
                 .map_err(|e| ApiError::internal(format!("{e:#}")))?
                 .ok_or_else(|| ApiError::unavailable("no frame mixed yet; try again shortly"))
         })
+    }
+
+    /// A room's LL-HLS packager, for the playback routes.
+    pub fn hls(&self, id: &str) -> Option<Arc<crate::room::hls::Packager>> {
+        self.with_room(id, |room| Ok(room.hls())).ok().flatten()
     }
 
     /// For metrics: every running room's figures, without holding the registry lock while

@@ -227,9 +227,151 @@ async fn dispatch(
     })
 }
 
+/// CORS and caching for playback objects: players on any origin may fetch them.
+fn playback(
+    mut r: Response<Body>,
+    content_type: &'static str,
+    cache: &'static str,
+) -> Response<Body> {
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
+    h.insert(
+        "access-control-allow-methods",
+        HeaderValue::from_static("GET, HEAD, OPTIONS"),
+    );
+    h.insert(
+        "access-control-allow-headers",
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        "access-control-expose-headers",
+        HeaderValue::from_static("Content-Length, Age"),
+    );
+    r
+}
+
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
+const MEDIA: &str = "video/mp4";
+
+fn hls_error(e: crate::hls::HlsError) -> ApiError {
+    match e.http_status() {
+        400 => ApiError::bad_request(e.to_string()),
+        404 => ApiError::not_found(e.to_string()),
+        503 => ApiError::unavailable(e.to_string()),
+        _ => ApiError::internal(e.to_string()),
+    }
+}
+
+/// `/live/{room}/index.m3u8` and `/live/{room}/{rung}/{index.m3u8|init*.mp4|seg*.m4s|part*.m4s}`.
+/// Open to every player (no API token); blocking playlist reloads and preload-hinted parts
+/// wait for the media they name, bounded by three target durations.
+async fn live(
+    st: &State,
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Result<Response<Body>, ApiError> {
+    use crate::hls::{HlsPath, PlaylistRequest, Resource};
+    if method == "OPTIONS" {
+        let mut r = Response::new(Full::new(Bytes::new()));
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        return Ok(playback(r, "text/plain", "max-age=600"));
+    }
+    if method != "GET" && method != "HEAD" {
+        return Err(ApiError::method_not_allowed(format!(
+            "{method} is not allowed on {path} (allowed: GET, HEAD, OPTIONS)"
+        )));
+    }
+    let parsed = crate::hls::parse_path(path)
+        .ok_or_else(|| ApiError::not_found(format!("no playback object {path}")))?;
+    let room_id = match &parsed {
+        HlsPath::Multivariant { room } | HlsPath::Rung { room, .. } => *room,
+    };
+    let pkg = st
+        .engine
+        .hls(room_id)
+        .ok_or_else(|| ApiError::not_found(format!("room {room_id:?} has no LL-HLS playback")))?;
+    let hroom = &pkg.room;
+    let wait = hroom.config().blocking_timeout();
+    let body = |b: Bytes| Response::new(Full::new(b));
+    Ok(match parsed {
+        HlsPath::Multivariant { .. } => {
+            playback(body(Bytes::from(pkg.multivariant())), PLAYLIST, "no-cache")
+        }
+        HlsPath::Rung { rung, resource, .. } => {
+            let track = hroom.track(rung).cloned().ok_or_else(|| {
+                ApiError::not_found(format!("room {room_id:?} has no rung {rung:?}"))
+            })?;
+            match resource {
+                Resource::Playlist => {
+                    let req = PlaylistRequest::from_query(query).map_err(hls_error)?;
+                    if !track.is_ready() {
+                        // The first part is moments away: wait for it rather than serve an
+                        // empty playlist players would give up on.
+                        tokio::time::timeout(wait, track.wait_for(0, Some(0)))
+                            .await
+                            .map_err(|_| ApiError::unavailable("no media yet; try again shortly"))?
+                            .map_err(hls_error)?;
+                    }
+                    let text = hroom
+                        .blocking_playlist(rung, req, wait)
+                        .await
+                        .map_err(hls_error)?;
+                    playback(body(Bytes::from(text)), PLAYLIST, "no-cache")
+                }
+                Resource::Init(v) => {
+                    let b = track
+                        .init_version(v)
+                        .ok_or_else(|| ApiError::not_found("no such init segment"))?;
+                    playback(body(b), MEDIA, "max-age=60")
+                }
+                Resource::Segment(msn) => {
+                    let parts = track.segment(msn).ok_or_else(|| {
+                        ApiError::not_found(format!("segment {msn} is not available"))
+                    })?;
+                    let mut all = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+                    for p in parts {
+                        all.extend_from_slice(&p);
+                    }
+                    playback(body(Bytes::from(all)), MEDIA, "max-age=60, immutable")
+                }
+                Resource::Part(msn, idx) => {
+                    let b = track
+                        .blocking_part(msn, idx, wait)
+                        .await
+                        .map_err(hls_error)?;
+                    playback(body(b), MEDIA, "max-age=60, immutable")
+                }
+            }
+        }
+    })
+}
+
 async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
+    if req.uri().path().starts_with("/live/") {
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or_default().to_owned();
+        let resp = match live(&st, &method, &path, &query).await {
+            Ok(r) => r,
+            Err(e) => playback(error_response(e), "application/json", "no-store"),
+        };
+        let template = if path.ends_with("/index.m3u8") {
+            "/live/{room}/playlists"
+        } else {
+            "/live/{room}/media"
+        };
+        st.http.record(
+            template,
+            &method,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return Ok(resp);
+    }
     let (template, resp) = match route(&method, req.uri().path()) {
         Err(e) => ("unmatched", error_response(e)),
         Ok(r) => {

@@ -213,7 +213,15 @@ pub struct SeatPatch {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum OutputRequest {
-    File { id: Option<String>, dir: String },
+    File {
+        id: Option<String>,
+        dir: String,
+    },
+    /// LL-HLS is on for every room; `{"kind": "hls", "enabled": false}` turns it off.
+    Hls {
+        id: Option<String>,
+        enabled: bool,
+    },
 }
 
 impl SeatRequest {
@@ -293,6 +301,10 @@ impl OutputRequest {
                     },
                 })
             }
+            OutputRequest::Hls { .. } => Err(invalid_field(
+                field,
+                "the hls output is not a separate output (it only takes enabled: false)",
+            )),
         }
     }
 }

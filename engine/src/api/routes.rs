@@ -43,6 +43,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rooms/{room}/snapshot.jpg"),
 ];
 
+/// Playback routes, served outside `/v1` without the API token (see `api::http::live`).
+pub const PLAYBACK_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/live/{room}/index.m3u8"),
+    ("GET", "/live/{room}/{rung}/{object}"),
+];
+
 impl Route {
     /// The path template, for metrics labels.
     pub fn template(&self) -> &'static str {
@@ -208,6 +214,7 @@ mod openapi {
         }
         let served: BTreeSet<(String, String)> = ROUTES
             .iter()
+            .chain(super::PLAYBACK_ROUTES)
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(

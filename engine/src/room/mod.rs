@@ -10,6 +10,7 @@
 //! seat or an output does can reach another room. A seat whose source fails is removed from
 //! the mix and marked failed; the room keeps going.
 
+pub mod hls;
 mod publish;
 pub mod spec;
 pub use publish::PublishInfo;
@@ -175,6 +176,8 @@ struct Inner {
     timing: SeatTiming,
     /// Sends work to the room's own thread (see `Event`).
     events: Mutex<Option<std::sync::mpsc::Sender<Event>>>,
+    /// LL-HLS packaging, when the room has it.
+    hls: Option<Arc<hls::Packager>>,
 }
 
 /// When a seat counts as stalled, and how long its tile holds the last frame.
@@ -387,6 +390,26 @@ impl Room {
             }
         }
 
+        let hls = if spec.hls && spec.live {
+            let tees: Vec<(String, gst::Element, gst::Pad)> = rungs
+                .iter()
+                .map(|r| {
+                    let pad = r.tee.static_pad("sink").context("rung tee sink")?;
+                    Ok((r.name.clone(), r.tee.clone(), pad))
+                })
+                .collect::<Result<_>>()?;
+            let audio_pad = audio_tee.static_pad("sink").context("audio tee sink")?;
+            Some(Arc::new(hls::Packager::build(
+                &pipeline,
+                &ladder,
+                &tees,
+                &audio_tee,
+                &audio_pad,
+                std::time::SystemTime::now(),
+            )?))
+        } else {
+            None
+        };
         let snapshot = if spec.live {
             Some(add_snapshot_sink(&pipeline, &mix_tee)?)
         } else {
@@ -419,6 +442,7 @@ impl Room {
             snapshot,
             timing: spec.timing,
             events: Mutex::new(Some(events_tx.clone())),
+            hls,
         });
         for s in spec.seats {
             inner.attach_seat(s)?;
@@ -485,6 +509,11 @@ impl Room {
 
     pub fn layout(&self) -> Layout {
         self.inner.layout.layout()
+    }
+
+    /// The room's LL-HLS presentation, if it has one.
+    pub fn hls(&self) -> Option<Arc<hls::Packager>> {
+        self.inner.hls.clone()
     }
 
     pub fn layout_control(&self) -> &LayoutControl {
@@ -838,6 +867,9 @@ impl Inner {
     }
 
     fn finish(&self, state: RoomState) {
+        if let Some(h) = &self.hls {
+            h.room.finish();
+        }
         let mut st = lock(&self.status);
         if !st.finished {
             st.finished = true;

@@ -60,6 +60,8 @@ pub struct RoomSpec {
     /// offline rooms run as fast as the machine allows (encode tests on files).
     pub live: bool,
     pub timing: super::SeatTiming,
+    /// Package the ladder as LL-HLS (served by `showmix serve` under `/live/{room}/`).
+    pub hls: bool,
 }
 
 /// Errors that are the caller's: the API maps them to 409 (conflicts) or 422 (values).
@@ -194,6 +196,7 @@ mod tests {
             outputs: vec![],
             live: false,
             timing: Default::default(),
+            hls: false,
         }
     }
 
