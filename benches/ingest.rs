@@ -3,26 +3,33 @@
 //!
 //! 1. Join time: from the publisher's TCP connection being accepted to the first mixed frame
 //!    that shows its picture, for a publisher that starts with a keyframe (720p30 red,
-//!    libx264 ultrafast/zerolatency, `-g 30`, `-re`). 20 joins into a `single` room on a black
-//!    background; median and p95; target median <= 300 ms. Split into: accept -> publish
-//!    accepted -> first bytes after the publish (ffmpeg writing its header, i.e. its encoders
-//!    are up) -> first decoded frame entering the seat's compositor pad -> first mixed frame
-//!    showing it.
+//!    libx264 ultrafast/zerolatency, `-g 30`, `-re`, AAC) into a `single` room on a black
+//!    background; median and p95; target median <= 300 ms. Three sets: 20 re-joins (the seat
+//!    had a publisher before, as on a reconnect) with ffmpeg's default TCP options; 10
+//!    re-joins with `-tcp_nodelay 1`; 8 joins into a freshly added seat with `-tcp_nodelay 1`.
+//!    Each split into: accept -> publisher bin added (RTMP handshake and commands) -> publish
+//!    accepted -> first bytes after it (ffmpeg's encoders are up and it writes its header) ->
+//!    first decoded frame entering the seat's compositor pad (`frames_received > 0`) -> first
+//!    mixed frame showing it.
 //! 2. Stall detection: from the publisher's last packet to the placeholder in the mix
-//!    (`hold_last_frame_ms = 0`, default `stall_timeout_ms = 500`). (a) SIGKILL: the OS closes
-//!    the socket (disconnect); (b) SIGSTOP: the TCP connection stays open and nothing more is
-//!    sent (true stall detection), target <= 500 ms + 2 frames.
+//!    (`hold_last_frame_ms = 0`, `stall_timeout_ms = 500`); target <= 500 ms + 2 frames.
+//!    (a) SIGKILL: the OS closes the socket (disconnect), after each of the 20 re-joins;
+//!    (b) SIGSTOP: the TCP connection stays open and nothing more comes (true stall
+//!    detection), 10 trials.
 //! 3. CPU per live seat at 720p30 (~2.5 Mbit/s H.264 + AAC): the engine's process CPU
 //!    (`getrusage(RUSAGE_SELF)`) in a grid-4 room with 1 and 4 publishers minus the same room
-//!    with none, per seat; next to ffmpeg decoding the same stream (`-f null -`, child rusage)
+//!    with none, per seat, with a per-thread breakdown (`/proc/self/task`); next to ffmpeg
+//!    decoding the same stream (`-f null -`, and with a scale to the tile size; child rusage)
 //!    per second of content.
 //!
-//! How instants are taken: mixed frames are watched by a buffer probe on the compositor's src
-//! pad (centre pixel, Y plane: red ~81, black 16); frames entering the mix by a probe on the
-//! seat's compositor sink pad; the accept, publish and first-bytes instants by a thread
-//! polling the RTMP listener's counters every 0.25 ms.
+//! How instants are taken: mixed frames by a buffer probe on the compositor's src pad (centre
+//! pixel, Y plane: red ~81, black 16); frames entering the mix by a probe on the seat's
+//! compositor sink pad; the publisher's bin by the pipeline's `element-added`; the accept,
+//! publish and first-bytes instants by a thread polling the RTMP listener's counters every
+//! 0.25 ms (its real resolution is reported).
 //!
-//! Run: `cargo bench -p showmix-benches --bench ingest`. Writes `target/bench/ingest.json`.
+//! Run: `cargo bench -p showmix-benches --bench ingest` (about 2 minutes). Writes
+//! `target/bench/ingest.json`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -334,6 +341,8 @@ struct IngestTimes {
     /// First bytes read after the publish was accepted: ffmpeg writing its FLV header and
     /// first packets, once its encoders are up.
     media: Option<Instant>,
+    /// Longest time between two looks at the counters: the instants' resolution.
+    max_gap_ms: f64,
 }
 
 struct IngestPoller {
@@ -351,6 +360,7 @@ impl IngestPoller {
             let mut conns = c.connections_total.load(Relaxed);
             let mut pubs = c.publishes_accepted.load(Relaxed);
             let mut bytes_after_publish: Option<u64> = None;
+            let mut last = Instant::now();
             while !s.load(Relaxed) {
                 let now = Instant::now();
                 let (nc, np, nb) = (
@@ -359,6 +369,8 @@ impl IngestPoller {
                     c.bytes_in.load(Relaxed),
                 );
                 let mut times = lock(&t);
+                times.max_gap_ms = times.max_gap_ms.max(ms(last, now));
+                last = now;
                 if nc != conns {
                     conns = nc;
                     times.accepted.get_or_insert(now);
@@ -489,6 +501,8 @@ struct JoinSample {
     join: f64,
     /// Accept -> first frame entering the seat's compositor pad (frames_received > 0).
     accept_to_seat_frame: f64,
+    /// Resolution of the listener-counter instants during this join.
+    poll_gap: f64,
 }
 
 impl JoinSample {
@@ -521,7 +535,12 @@ fn join(
     let red = wait_for("the seat in the mix", Duration::from_secs(10), || {
         watch.turned(true, spawned)
     })?;
-    let t = poller.get();
+    // The poller runs behind the probes by up to one poll.
+    let t = wait_for("the listener's counters", Duration::from_secs(1), || {
+        let t = poller.get();
+        (t.accepted.is_some() && t.published.is_some() && t.media.is_some()).then_some(t)
+    })
+    .with_context(|| format!("poller saw {:?}", poller.get()))?;
     let accepted = t.accepted.context("connection not seen")?;
     let published = t.published.context("publish not seen")?;
     let media = t.media.context("media not seen")?;
@@ -538,6 +557,7 @@ fn join(
             seat_frame_to_mix: ms(seat, red),
             join: ms(accepted, red),
             accept_to_seat_frame: ms(accepted, seat),
+            poll_gap: t.max_gap_ms,
         },
     ))
 }
@@ -606,6 +626,7 @@ fn joins_json(joins: &[JoinSample], what: &str) -> Value {
         "what": what,
         "accept_to_mixed": stats_json(&col(|j| j.join)),
         "accept_to_seat_frame": stats_json(&col(|j| j.accept_to_seat_frame)),
+        "counter_poll_resolution_max_ms": round1(max(&col(|j| j.poll_gap))),
         "split": {
             "spawn_to_accept": stats_json(&col(|j| j.spawn_to_accept)),
             "accept_to_bin_added": stats_json(&col(|j| j.accept_to_bin)),
@@ -758,6 +779,22 @@ fn ffmpeg_cpu(args: &[&str]) -> Result<f64> {
     Ok(cpu_seconds(sys::RUSAGE_CHILDREN) - before)
 }
 
+/// What a thread (by name) does for a publish seat.
+fn thread_role(name: &str) -> &'static str {
+    match name {
+        "ingest:src" => {
+            "publisher bin: demux, parse, H.264 + AAC decode (libav's threads inherit the name), audio chain"
+        }
+        "tokio-rt-worker" => "RTMP connection tasks (chunk parsing, FLV tags) and the API",
+        "compositor:src" => "compositor's aggregating thread",
+        "vqueue:src" | "aqueue:src" => "publisher bin's output queues (retiming probes)",
+        n if n.starts_with("pool-") => {
+            "GLib thread pool: the compositor's video-converter workers (scale into the tile)"
+        }
+        _ => "",
+    }
+}
+
 /// One measuring window: engine CPU per wall second, and what the seats received.
 struct Window {
     cpu_per_s: f64,
@@ -869,7 +906,7 @@ fn cpu_per_seat(api: &Api) -> Result<Value> {
     by_thread.sort_by(|a, b| b.1.total_cmp(&a.1));
     println!("  per seat by thread name (4 publishers minus baseline, / 4), cores:");
     for (n, c) in by_thread.iter().take(12) {
-        println!("    {n:<18} {c:.3}");
+        println!("    {n:<18} {c:6.3}  {}", thread_role(n));
     }
 
     // ffmpeg decoding the same stream (video and audio), as fast as it can; per content second.
@@ -912,7 +949,7 @@ fn cpu_per_seat(api: &Api) -> Result<Value> {
         "four_seats_cores": round3(four.cpu_per_s),
         "per_seat_cores_n1": round3(seat1),
         "per_seat_cores_n4": round3(seat4),
-        "per_seat_cores_n4_by_thread": by_thread.iter().take(12).map(|(n, c)| json!([n, round3(*c)])).collect::<Vec<_>>(),
+        "per_seat_cores_n4_by_thread": by_thread.iter().take(12).map(|(n, c)| json!({"thread": n, "cores": round3(*c), "role": thread_role(n)})).collect::<Vec<_>>(),
         "seat_fps_n1": one.seat_fps.first().map(|f| round1(*f)),
         "seat_fps_n4": four.seat_fps.iter().map(|f| round1(*f)).collect::<Vec<_>>(),
         "late_frames_n4": four.late,

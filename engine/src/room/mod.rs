@@ -273,20 +273,25 @@ impl Room {
 
         let layout = LayoutControl::new(canvas, spec.layout.clone());
         layout.attach(&compositor);
-        let bg = make("videotestsrc", Some("background"))?;
-        bg.set_property_from_str("pattern", "solid-color");
-        bg.set_property("is-live", spec.live);
-        let bg_caps = capsfilter(
-            Some("background-caps"),
-            &i420_caps(canvas.0, canvas.1, Some(fps)),
-        )?;
-        pipeline.add_many([&bg, &bg_caps])?;
-        bg.link(&bg_caps)?;
-        let bg_pad = compositor
-            .request_pad_simple("sink_%u")
-            .context("compositor background pad")?;
-        bg_caps.static_pad("src").context("bg src")?.link(&bg_pad)?;
-        layout.set_background(bg_pad, bg.clone());
+        // The background: a solid-colour live source, which also keeps a live mix on the clock
+        // whatever the seats do, and follows the layout's colour. An offline mix on black needs
+        // none: the compositor's own black background costs nothing.
+        if spec.live || spec.layout.background != crate::presets::layout::Colour::BLACK {
+            let bg = make("videotestsrc", Some("background"))?;
+            bg.set_property_from_str("pattern", "solid-color");
+            bg.set_property("is-live", spec.live);
+            let bg_caps = capsfilter(
+                Some("background-caps"),
+                &i420_caps(canvas.0, canvas.1, Some(fps)),
+            )?;
+            pipeline.add_many([&bg, &bg_caps])?;
+            bg.link(&bg_caps)?;
+            let bg_pad = compositor
+                .request_pad_simple("sink_%u")
+                .context("compositor background pad")?;
+            bg_caps.static_pad("src").context("bg src")?.link(&bg_pad)?;
+            layout.set_background(bg_pad, bg.clone());
+        }
 
         // Audio: mixer + mixing caps.
         let audiomixer = make("audiomixer", Some("audiomixer"))?;
