@@ -160,6 +160,14 @@ fn rtmp_and_srt_publishers_appear_in_pk() {
             .iter()
             .all(|x| x["audio_level_dbfs"].as_f64().unwrap_or(-120.0) > -40.0)
     });
+    wait_for("input bitrates", || {
+        let st = s.json("GET", "/v1/rooms/pk1/stats", None).1;
+        st["seats"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["input_bitrate_kbps"].as_f64().unwrap_or(0.0) > 20.0)
+    });
     let v = s.json("GET", "/v1/rooms/pk1", None).1;
     assert_eq!(seat(&v, "host")["ingest"]["publisher"], "rtmp");
     assert_eq!(seat(&v, "guest")["ingest"]["publisher"], "srt");

@@ -200,6 +200,7 @@ impl Default for SeatTiming {
 #[derive(Default)]
 struct Rates {
     seat_fps: BTreeMap<String, RateMeter>,
+    seat_bytes: BTreeMap<String, RateMeter>,
     rung_fps: Vec<RateMeter>,
     rung_bytes: Vec<RateMeter>,
     mix_fps: RateMeter,
@@ -212,6 +213,8 @@ pub struct SeatStats {
     #[serde(serialize_with = "seat_state_name")]
     pub state: SeatState,
     pub input_fps: f64,
+    /// Encoded input bitrate, for seats fed by a publisher (RTMP/SRT).
+    pub input_bitrate_kbps: Option<f64>,
     pub frames_received: u64,
     pub frames_dropped: u64,
     pub audio_level_dbfs: f64,
@@ -705,6 +708,14 @@ impl Room {
                 id: id.clone(),
                 state: s.state.clone(),
                 input_fps: round1(rates.seat_fps.get(id).map_or(0.0, |m| m.rate)),
+                input_bitrate_kbps: s.publish.as_ref().map(|_| {
+                    round1(
+                        rates
+                            .seat_bytes
+                            .get(id)
+                            .map_or(0.0, |m| m.rate * 8.0 / 1000.0),
+                    )
+                }),
                 frames_received: s.counters.video_frames.load(Relaxed),
                 frames_dropped: s.counters.late_frames.load(Relaxed),
                 stalls: s.counters.stalls.load(Relaxed),
@@ -1155,12 +1166,18 @@ impl Inner {
             }
             let seats = lock(&self.seats);
             rates.seat_fps.retain(|id, _| seats.contains_key(id));
+            rates.seat_bytes.retain(|id, _| seats.contains_key(id));
             for (id, seat) in seats.iter() {
                 rates
                     .seat_fps
                     .entry(id.clone())
                     .or_default()
                     .sample(now, seat.counters.video_frames.load(Relaxed));
+                rates
+                    .seat_bytes
+                    .entry(id.clone())
+                    .or_default()
+                    .sample(now, seat.counters.bytes_in.load(Relaxed));
             }
         }
         let stall = self.timing.stall_timeout;

@@ -437,6 +437,7 @@ impl PublishSink for SeatSink {
                 KEYFRAME_TIMEOUT.as_secs()
             )));
         }
+        self.counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
         self.appsrc
             .push_buffer(gst::Buffer::from_slice(data))
             .map(|_| ())

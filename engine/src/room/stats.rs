@@ -121,6 +121,8 @@ pub struct SeatCounters {
     pub stalls: AtomicU64,
     /// Publishers accepted on this seat.
     pub publishes: AtomicU64,
+    /// Bytes received from this seat's publishers (the encoded input).
+    pub bytes_in: AtomicU64,
     /// Loudest channel's RMS over the last level interval, dBFS, as f64 bits.
     pub audio_level_bits: AtomicU64,
     epoch: Instant,
@@ -139,6 +141,7 @@ impl SeatCounters {
             late_frames: AtomicU64::new(0),
             stalls: AtomicU64::new(0),
             publishes: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
             audio_level_bits: AtomicU64::new(SILENCE_DBFS.to_bits()),
             epoch: Instant::now(),
         }
