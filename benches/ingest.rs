@@ -162,11 +162,11 @@ fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -
 struct Publisher(Child);
 
 impl Publisher {
-    /// A 720p30 red picture with a tone, encoded live; starts with a keyframe.
-    fn red(url: &str, nodelay: bool) -> Result<Publisher> {
+    /// A 720p30 solid-colour picture with a tone, encoded live; starts with a keyframe.
+    fn solid(url: &str, colour: Colour, nodelay: bool) -> Result<Publisher> {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-            .arg("color=c=red:s=1280x720:r=30")
+            .arg(format!("color=c={}:s=1280x720:r=30", colour.name()))
             .args(["-f", "lavfi", "-i", "sine=f=440:sample_rate=48000"])
             .args([
                 "-c:v",
@@ -222,11 +222,39 @@ impl Drop for Publisher {
     }
 }
 
+/// What the centre of a mixed frame shows. Publishers alternate red and blue, so a frame left
+/// over from the previous publisher is told apart from the new one's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Colour {
+    Black,
+    Blue,
+    Red,
+}
+
+impl Colour {
+    /// From BT.601 limited-range luma: black 16, blue 41, red 81.
+    fn of_luma(y: u8) -> Colour {
+        match y {
+            0..28 => Colour::Black,
+            28..61 => Colour::Blue,
+            _ => Colour::Red,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Colour::Black => "black",
+            Colour::Blue => "blue",
+            Colour::Red => "red",
+        }
+    }
+}
+
 /// What the probes saw in the room's pipeline.
 #[derive(Default)]
 struct Watch {
-    /// Changes of the centre pixel of mixed frames leaving the compositor: (when, red).
-    mix: Mutex<Vec<(Instant, bool)>>,
+    /// Changes of the centre of mixed frames leaving the compositor: (when, colour).
+    mix: Mutex<Vec<(Instant, Colour)>>,
     /// Buffers entering the mix on a seat's compositor pad: the first since `arm`, the last.
     seat_first: Mutex<Option<Instant>>,
     seat_last: Mutex<Option<Instant>>,
@@ -247,16 +275,16 @@ impl Watch {
         *lock(&self.bin_added) = None;
     }
 
-    /// The first mixed frame at or after `t` whose centre is (or is not) red.
-    fn turned(&self, red: bool, t: Instant) -> Option<Instant> {
+    /// The first mixed frame at or after `t` that turned `colour`.
+    fn turned(&self, colour: Colour, t: Instant) -> Option<Instant> {
         lock(&self.mix)
             .iter()
-            .find(|(w, r)| *r == red && *w >= t)
+            .find(|(w, c)| *c == colour && *w >= t)
             .map(|(w, _)| *w)
     }
 
-    fn is_red(&self) -> bool {
-        lock(&self.mix).last().is_some_and(|(_, r)| *r)
+    fn shows(&self) -> Colour {
+        lock(&self.mix).last().map_or(Colour::Black, |(_, c)| *c)
     }
 
     /// Probes the compositor of `pipeline` (its output, its seat pads) and the pipeline's
@@ -284,10 +312,10 @@ impl Watch {
                 else {
                     return gst::PadProbeReturn::Ok;
                 };
-                let red = luma > 48;
+                let colour = Colour::of_luma(luma);
                 let mut mix = lock(&w.mix);
-                if mix.last().is_none_or(|(_, r)| *r != red) {
-                    mix.push((Instant::now(), red));
+                if mix.last().is_none_or(|(_, c)| *c != colour) {
+                    mix.push((Instant::now(), colour));
                 }
                 gst::PadProbeReturn::Ok
             },
@@ -333,7 +361,8 @@ impl Watch {
     }
 }
 
-/// Instants of the RTMP listener's counters changing, first since `reset`.
+/// Instants of the RTMP listener's counters changing, and of the room's seat turning
+/// `connected`, first since `reset`.
 #[derive(Default, Clone, Copy, Debug)]
 struct IngestTimes {
     accepted: Option<Instant>,
@@ -341,6 +370,8 @@ struct IngestTimes {
     /// First bytes read after the publish was accepted: ffmpeg writing its FLV header and
     /// first packets, once its encoders are up.
     media: Option<Instant>,
+    /// The room's periodic check (`tick`, at least every 100 ms) set the seat `connected`.
+    connected: Option<Instant>,
     /// Longest time between two looks at the counters: the instants' resolution.
     max_gap_ms: f64,
 }
@@ -352,11 +383,13 @@ struct IngestPoller {
 }
 
 impl IngestPoller {
-    fn start(c: Arc<Counters>) -> IngestPoller {
+    fn start(engine: Arc<Engine>) -> IngestPoller {
         let times = Arc::new(Mutex::new(IngestTimes::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let (t, s) = (times.clone(), stop.clone());
+        let c: Arc<Counters> = engine.rtmp_counters.clone();
         let thread = std::thread::spawn(move || {
+            let mut round = 0u64;
             let mut conns = c.connections_total.load(Relaxed);
             let mut pubs = c.publishes_accepted.load(Relaxed);
             let mut bytes_after_publish: Option<u64> = None;
@@ -385,7 +418,22 @@ impl IngestPoller {
                     bytes_after_publish = None;
                     times.media.get_or_insert(now);
                 }
+                let look = times.connected.is_none() && times.accepted.is_some();
                 drop(times);
+                // The seat's state lives under the room's seats lock: look every 1 ms only.
+                round += 1;
+                if look && round.is_multiple_of(4) {
+                    let mut connected = false;
+                    engine.for_each_room(|_, room| {
+                        connected |= room
+                            .seats()
+                            .iter()
+                            .any(|(_, st)| st.parts().0 == "connected");
+                    });
+                    if connected {
+                        lock(&t).connected.get_or_insert(now);
+                    }
+                }
                 std::thread::sleep(Duration::from_micros(250));
             }
         });
@@ -497,53 +545,86 @@ struct JoinSample {
     publish_to_media: f64,
     media_to_seat_frame: f64,
     seat_frame_to_mix: f64,
+    /// Seat frame -> the room's tick calling the seat `connected` (which lifts the placeholder
+    /// a re-joining seat had), and from there to the mixed frame.
+    seat_frame_to_connected: f64,
+    connected_to_mix: f64,
     /// The headline figure: accept -> first mixed frame showing the seat.
     join: f64,
     /// Accept -> first frame entering the seat's compositor pad (frames_received > 0).
     accept_to_seat_frame: f64,
     /// Resolution of the listener-counter instants during this join.
     poll_gap: f64,
+    /// The previous publisher's last frame shown again before the new one: for how long
+    /// (ms), and how old it was when it came back (ms).
+    stale: Option<(f64, f64)>,
 }
 
 impl JoinSample {
     fn line(&self) -> String {
         format!(
-            "{:6.1} ms  (spawn->accept {:5.1} | accept->bin {:5.1} | ->publish ok {:5.1} | ->first bytes {:5.1} | ->seat frame {:5.1} | ->mixed {:5.1})",
+            "{:6.1} ms  (spawn->accept {:5.1} | accept->bin {:5.1} | ->publish ok {:5.1} | ->first bytes {:5.1} | ->seat frame {:5.1} | ->mixed {:5.1} [->connected {:5.1}, ->mixed {:5.1}])",
             self.join,
             self.spawn_to_accept,
             self.accept_to_bin,
             self.bin_to_publish,
             self.publish_to_media,
             self.media_to_seat_frame,
-            self.seat_frame_to_mix
-        )
+            self.seat_frame_to_mix,
+            self.seat_frame_to_connected,
+            self.connected_to_mix
+        ) + &self.stale.map_or(String::new(), |(d, age)| {
+            format!("  STALE: the previous publisher's last frame ({age:.0} ms old) shown for {d:.0} ms first")
+        })
     }
 }
 
-/// Starts a red publisher and waits for it to show in the mix.
+/// Starts a publisher of `colour` and waits for its picture in the mix.
 fn join(
     url: &str,
+    colour: Colour,
     nodelay: bool,
     watch: &Watch,
     poller: &IngestPoller,
 ) -> Result<(Publisher, JoinSample)> {
-    ensure!(!watch.is_red(), "the tile is not black before the join");
+    ensure!(
+        watch.shows() == Colour::Black,
+        "the tile is not black before the join"
+    );
+    let previous_last = *lock(&watch.seat_last);
     watch.arm();
     poller.reset();
     let spawned = Instant::now();
-    let p = Publisher::red(url, nodelay)?;
+    let p = Publisher::solid(url, colour, nodelay)?;
     let red = wait_for("the seat in the mix", Duration::from_secs(10), || {
-        watch.turned(true, spawned)
+        watch.turned(colour, spawned)
     })?;
+    // Anything else than black before it is a frame left over from the previous publisher.
+    let stale = {
+        let mix = lock(&watch.mix);
+        let i = mix
+            .iter()
+            .position(|(w, c)| *w >= spawned && *w < red && *c != Colour::Black);
+        i.map(|i| {
+            let until = mix.get(i + 1).map_or(red, |x| x.0);
+            let age = previous_last.map_or(f64::NAN, |l| ms(l, mix[i].0));
+            (ms(mix[i].0, until), age)
+        })
+    };
     // The poller runs behind the probes by up to one poll.
     let t = wait_for("the listener's counters", Duration::from_secs(1), || {
         let t = poller.get();
-        (t.accepted.is_some() && t.published.is_some() && t.media.is_some()).then_some(t)
+        (t.accepted.is_some()
+            && t.published.is_some()
+            && t.media.is_some()
+            && t.connected.is_some())
+        .then_some(t)
     })
     .with_context(|| format!("poller saw {:?}", poller.get()))?;
     let accepted = t.accepted.context("connection not seen")?;
     let published = t.published.context("publish not seen")?;
     let media = t.media.context("media not seen")?;
+    let connected = t.connected.context("seat never connected")?;
     let bin = lock(&watch.bin_added).context("no publisher bin added")?;
     let seat = lock(&watch.seat_first).context("no frame entered the seat's pad")?;
     Ok((
@@ -555,9 +636,12 @@ fn join(
             publish_to_media: ms(published, media),
             media_to_seat_frame: ms(media, seat),
             seat_frame_to_mix: ms(seat, red),
+            seat_frame_to_connected: ms(seat, connected),
+            connected_to_mix: ms(connected, red),
             join: ms(accepted, red),
             accept_to_seat_frame: ms(accepted, seat),
             poll_gap: t.max_gap_ms,
+            stale,
         },
     ))
 }
@@ -566,7 +650,8 @@ fn join(
 fn settle(api: &Api, watch: &Watch, room: &str, seat: &str) -> Result<()> {
     wait_for("the seat to be free", Duration::from_secs(10), || {
         let (state, publisher) = api.seat(room, seat).ok()?;
-        (state != "connected" && publisher.is_null() && !watch.is_red()).then_some(())
+        (state != "connected" && publisher.is_null() && watch.shows() == Colour::Black)
+            .then_some(())
     })?;
     std::thread::sleep(Duration::from_millis(300));
     Ok(())
@@ -576,7 +661,7 @@ fn settle(api: &Api, watch: &Watch, room: &str, seat: &str) -> Result<()> {
 /// time the placeholder. Returns (last packet -> placeholder, last frame into the mix ->
 /// placeholder), ms.
 fn stall(mut p: Publisher, watch: &Watch, sigstop: bool) -> Result<(f64, f64)> {
-    ensure!(watch.is_red(), "the seat is not in the mix");
+    ensure!(watch.shows() != Colour::Black, "the seat is not in the mix");
     let t0 = Instant::now();
     if sigstop {
         p.signal(sys::SIGSTOP);
@@ -584,7 +669,7 @@ fn stall(mut p: Publisher, watch: &Watch, sigstop: bool) -> Result<(f64, f64)> {
         let _ = p.0.kill();
     }
     let black = wait_for("the placeholder", Duration::from_secs(10), || {
-        watch.turned(false, t0)
+        watch.turned(Colour::Black, t0)
     })?;
     let last = lock(&watch.seat_last).context("no seat frame")?;
     p.kill();
@@ -626,7 +711,13 @@ fn joins_json(joins: &[JoinSample], what: &str) -> Value {
         "what": what,
         "accept_to_mixed": stats_json(&col(|j| j.join)),
         "accept_to_seat_frame": stats_json(&col(|j| j.accept_to_seat_frame)),
-        "counter_poll_resolution_max_ms": round1(max(&col(|j| j.poll_gap))),
+        "counter_poll_gap_ms": {"median": round1(percentile(&col(|j| j.poll_gap), 0.5)), "max": round1(max(&col(|j| j.poll_gap)))},
+        "stale_frame_flashes": {
+            "what": "joins where the previous publisher's last frame came back before the new publisher's first (publishers alternate red and blue)",
+            "count": joins.iter().filter(|j| j.stale.is_some()).count(),
+            "shown_ms": joins.iter().filter_map(|j| j.stale).map(|s| round1(s.0)).collect::<Vec<_>>(),
+            "age_ms": joins.iter().filter_map(|j| j.stale).map(|s| round1(s.1)).collect::<Vec<_>>(),
+        },
         "split": {
             "spawn_to_accept": stats_json(&col(|j| j.spawn_to_accept)),
             "accept_to_bin_added": stats_json(&col(|j| j.accept_to_bin)),
@@ -634,11 +725,13 @@ fn joins_json(joins: &[JoinSample], what: &str) -> Value {
             "publish_to_first_bytes": stats_json(&col(|j| j.publish_to_media)),
             "first_bytes_to_seat_frame": stats_json(&col(|j| j.media_to_seat_frame)),
             "seat_frame_to_mixed": stats_json(&col(|j| j.seat_frame_to_mix)),
+            "seat_frame_to_seat_connected": stats_json(&col(|j| j.seat_frame_to_connected)),
+            "seat_connected_to_mixed": stats_json(&col(|j| j.connected_to_mix)),
         },
     })
 }
 
-fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
+fn join_and_stall(api: &Api, engine: &Arc<Engine>) -> Result<Value> {
     let room = api.create(json!({"id": "join", "layout": "single",
         "seats": [{"id": "host", "source": "publish"}]}))?;
     let url = rtmp_url(&room, "host")?;
@@ -650,21 +743,31 @@ fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
         }
     });
     watch.attach(&pipeline.context("room not found")?)?;
-    let poller = IngestPoller::start(engine.rtmp_counters.clone());
+    let poller = IngestPoller::start(engine.clone());
     // The room runs and its tile is black.
     wait_for("mixed frames", Duration::from_secs(10), || {
         (!lock(&watch.mix).is_empty()).then_some(())
     })?;
     std::thread::sleep(Duration::from_millis(500));
 
+    // Publishers alternate red and blue.
+    let mut n = 0;
+    let mut next_colour = || {
+        n += 1;
+        if n % 2 == 1 {
+            Colour::Red
+        } else {
+            Colour::Blue
+        }
+    };
     // Seat "host" has a publisher before every join but the first: these are re-joins.
     println!(
-        "\n[1+2a] {JOINS} joins into seat `host` (720p30 red, keyframe first, ffmpeg defaults), each SIGKILLed after 1 s"
+        "\n[1+2a] {JOINS} joins into seat `host` (720p30 red/blue, keyframe first, ffmpeg defaults), each SIGKILLed after 1 s"
     );
     let mut joins = Vec::new();
     let mut kill = Vec::new();
     for i in 0..JOINS {
-        let (p, j) = join(&url, false, &watch, &poller)?;
+        let (p, j) = join(&url, next_colour(), false, &watch, &poller)?;
         std::thread::sleep(Duration::from_secs(1));
         let (s, internal) = stall(p, &watch, false)?;
         println!(
@@ -682,7 +785,7 @@ fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
     let mut stop = Vec::new();
     let mut nodelay = Vec::new();
     for i in 0..STOP_TRIALS {
-        let (p, j) = join(&url, true, &watch, &poller)?;
+        let (p, j) = join(&url, next_colour(), true, &watch, &poller)?;
         std::thread::sleep(Duration::from_secs(1));
         let (s, internal) = stall(p, &watch, true)?;
         println!(
@@ -710,7 +813,13 @@ fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
         ensure!(st == 201 || st == 200, "add seat ({st}): {room}");
         ensure!(watch.probe_seats() == 1, "the new seat's pad not found");
         std::thread::sleep(Duration::from_millis(300));
-        let (mut p, j) = join(&rtmp_url(&room, &seat)?, true, &watch, &poller)?;
+        let (mut p, j) = join(
+            &rtmp_url(&room, &seat)?,
+            next_colour(),
+            true,
+            &watch,
+            &poller,
+        )?;
         println!("  join {i:>2}: {}", j.line());
         fresh.push(j);
         std::thread::sleep(Duration::from_millis(300));
@@ -723,8 +832,8 @@ fn join_and_stall(api: &Api, engine: &Engine) -> Result<Value> {
     let frame = 1000.0 / FPS;
     Ok(json!({
         "join": {
-            "method": "accept (RTMP listener connections_total, polled every 0.25 ms) -> first compositor output frame whose centre pixel is red; splits from the listener's publishes_accepted and bytes_in counters, the pipeline's element-added signal and a probe on the seat's compositor sink pad",
-            "publisher": "ffmpeg -re lavfi color=red 1280x720@30 + sine, libx264 ultrafast zerolatency -g 30, AAC 96k, FLV over RTMP",
+            "method": "accept (RTMP listener connections_total, polled every 0.25 ms) -> first compositor output frame whose centre pixel has the publisher's colour; splits from the listener's publishes_accepted and bytes_in counters, the pipeline's element-added signal and a probe on the seat's compositor sink pad",
+            "publisher": "ffmpeg -re lavfi color=red|blue (alternating) 1280x720@30 + sine, libx264 ultrafast zerolatency -g 30, AAC 96k, FLV over RTMP",
             "target_median_ms": 300.0,
             "rejoin_ffmpeg_defaults": joins_json(&joins, "the publisher returns to a seat that had one (what a reconnect is); ffmpeg's default TCP options (Nagle on)"),
             "rejoin_tcp_nodelay": joins_json(&nodelay, "as above, ffmpeg with -tcp_nodelay 1 (the joins of the SIGSTOP trials)"),
@@ -1047,9 +1156,24 @@ fn summary(r: &Value) {
             "",
         );
         row(
+            "    seat frame -> seat `connected` (room tick)",
+            &sp["seat_frame_to_seat_connected"],
+            "",
+        );
+        row(
+            "    seat `connected` -> first mixed frame",
+            &sp["seat_connected_to_mixed"],
+            "",
+        );
+        row(
             "  (spawn -> accept: outside the window)",
             &sp["spawn_to_accept"],
             "",
+        );
+        let st = &j["stale_frame_flashes"];
+        println!(
+            "  previous publisher's last frame shown first: {} of {n} joins (shown ms {}, age ms {})",
+            st["count"], st["shown_ms"], st["age_ms"]
         );
     }
     let t = format!("max <= {stall_target:.0}");

@@ -1207,7 +1207,11 @@ impl Inner {
                 .as_ref()
                 .is_some_and(|p| p.live.is_none() || matches!(new, SeatState::Failed(_)));
             let hold_over = since.is_none_or(|d| d > hold);
-            let force = self.live && hold_over && (new == SeatState::Stalled || gone);
+            // A publish seat that is not showing its own live media shows the placeholder once
+            // the hold is over (a returning publisher never brings back the previous one's
+            // last frame).
+            let not_live = seat.publish.is_some() && new != SeatState::Connected;
+            let force = self.live && hold_over && (new == SeatState::Stalled || gone || not_live);
             self.layout.set_force_placeholder(id, force);
             seat.state = new;
         }
@@ -1263,7 +1267,8 @@ enum Event {
 
 fn bus_loop(rx: std::sync::mpsc::Receiver<Event>, room: std::sync::Weak<Inner>) {
     loop {
-        let posted = match rx.recv_timeout(Duration::from_millis(100)) {
+        // 20 ms: stall detection and placeholder changes are checked this often.
+        let posted = match rx.recv_timeout(Duration::from_millis(20)) {
             Ok(p) => Some(p),
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,

@@ -98,9 +98,10 @@ impl PublishState {
             (None, Some(d)) if d <= stall + hold => SeatState::Stalled,
             (None, _) => SeatState::Waiting,
             (Some(_), None) => SeatState::Waiting,
-            (Some(l), Some(d)) if d > stall || d > l.connected_at.elapsed() + stall => {
-                SeatState::Stalled
-            }
+            // The last frame is older than this publisher: it is the previous one's, so this
+            // publisher has shown nothing yet.
+            (Some(l), Some(d)) if d > l.connected_at.elapsed() => SeatState::Waiting,
+            (Some(_), Some(d)) if d > stall => SeatState::Stalled,
             (Some(_), Some(_)) => SeatState::Connected,
         }
     }
