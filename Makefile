@@ -28,6 +28,9 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
+	# Binaries first: CLI and shutdown tests run the showmix binary, and building it in the
+	# middle of the suite would starve the rooms other tests are running.
+	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace
 
 test: deps fmt clippy unit

@@ -39,6 +39,22 @@ pub fn make(factory: &str, name: Option<&str>) -> Result<gst::Element> {
     })
 }
 
+/// Links a pad nobody will use to a fakesink in `bin`, so its element keeps running on our
+/// terms (a demuxer or decoder whose pad is not linked stops with "not linked").
+pub fn drain(bin: &gst::Bin, pad: &gst::Pad) {
+    let Ok(sink) = make("fakesink", None) else {
+        return;
+    };
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    if bin.add(&sink).is_ok() {
+        let _ = sink.sync_state_with_parent();
+        if let Some(p) = sink.static_pad("sink") {
+            let _ = pad.link(&p);
+        }
+    }
+}
+
 /// A capsfilter with the given caps.
 pub fn capsfilter(name: Option<&str>, caps: &gst::Caps) -> Result<gst::Element> {
     let e = make("capsfilter", name)?;

@@ -138,16 +138,7 @@ pub fn build(
                 allowed(protocol)
             ));
             // Drain it, so the demuxer stops on our terms rather than with "not linked".
-            if let Ok(sink) = make("fakesink", None) {
-                sink.set_property("sync", false);
-                sink.set_property("async", false);
-                if bin.add(&sink).is_ok() {
-                    let _ = sink.sync_state_with_parent();
-                    if let Some(p) = sink.static_pad("sink") {
-                        let _ = pad.link(&p);
-                    }
-                }
-            }
+            super::drain(&bin, pad);
             return;
         };
         if target.is_linked() {

@@ -132,17 +132,8 @@ pub fn build(
                 };
                 if target.is_linked() {
                     // A second stream of the same kind: drain it so the decoder does not stall.
-                    if let Some(bin) = bin_weak.upgrade()
-                        && let Ok(sink) = make("fakesink", None)
-                    {
-                        sink.set_property("sync", false);
-                        sink.set_property("async", false);
-                        if bin.add(&sink).is_ok() {
-                            let _ = sink.sync_state_with_parent();
-                            if let Some(p) = sink.static_pad("sink") {
-                                let _ = pad.link(&p);
-                            }
-                        }
+                    if let Some(bin) = bin_weak.upgrade() {
+                        super::drain(&bin, pad);
                     }
                     return;
                 }

@@ -918,16 +918,7 @@ impl Inner {
             &filter,
             &spec.beauty,
         )?;
-        let comp_pad = self
-            .compositor
-            .request_pad_simple("sink_%u")
-            .context("compositor pad")?;
-        let mix_pad = self
-            .audiomixer
-            .request_pad_simple("sink_%u")
-            .context("audiomixer pad")?;
-        mix_pad.set_property("volume", spec.volume);
-        mix_pad.set_property("mute", spec.muted);
+        let (comp_pad, mix_pad) = self.request_mixer_pads(&spec)?;
         self.pipeline.add(&sb.bin)?;
         sb.video.link(&comp_pad)?;
         sb.audio.link(&mix_pad)?;
@@ -969,6 +960,21 @@ impl Inner {
             .sync_state_with_parent()
             .with_context(|| format!("seat {id:?} does not start"))?;
         Ok(())
+    }
+
+    /// A seat's compositor and audio-mixer pads, with its volume and mute applied.
+    fn request_mixer_pads(&self, spec: &SeatSpec) -> Result<(gst::Pad, gst::Pad)> {
+        let comp_pad = self
+            .compositor
+            .request_pad_simple("sink_%u")
+            .context("compositor pad")?;
+        let mix_pad = self
+            .audiomixer
+            .request_pad_simple("sink_%u")
+            .context("audiomixer pad")?;
+        mix_pad.set_property("volume", spec.volume);
+        mix_pad.set_property("mute", spec.muted);
+        Ok((comp_pad, mix_pad))
     }
 
     /// Counts the seat's buffers, notices when its source ends, and (live rooms) counts frames

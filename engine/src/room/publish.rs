@@ -109,17 +109,7 @@ impl PublishState {
 
 impl Inner {
     pub(super) fn attach_publish_seat(self: &Arc<Self>, spec: SeatSpec) -> anyhow::Result<()> {
-        use anyhow::Context;
-        let comp_pad = self
-            .compositor
-            .request_pad_simple("sink_%u")
-            .context("compositor pad")?;
-        let mix_pad = self
-            .audiomixer
-            .request_pad_simple("sink_%u")
-            .context("audiomixer pad")?;
-        mix_pad.set_property("volume", spec.volume);
-        mix_pad.set_property("mute", spec.muted);
+        let (comp_pad, mix_pad) = self.request_mixer_pads(&spec)?;
         let placeholder = match &spec.placeholder {
             Some(path) => Some(self.attach_placeholder(&spec.id, path)?),
             None => None,
