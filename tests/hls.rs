@@ -39,6 +39,8 @@ struct Media {
     segments: Vec<(u64, f64)>,
     parts: Vec<(u64, u64, f64, bool)>,
     hint: Option<(u64, u64)>,
+    /// The playlist as served, for failure messages.
+    text: String,
 }
 
 fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
@@ -54,7 +56,10 @@ fn part_uri(u: &str) -> (u64, u64) {
 }
 
 fn parse_media(text: &str) -> Media {
-    let mut m = Media::default();
+    let mut m = Media {
+        text: text.to_owned(),
+        ..Media::default()
+    };
     assert!(text.starts_with("#EXTM3U"), "{text}");
     let mut msn = None;
     for line in text.lines() {
@@ -115,8 +120,12 @@ fn check(m: &Media) {
         }
     }
     // The preload hint names the part after the last listed one.
-    let (lm, li, _, _) = *m.parts.last().expect("parts listed");
-    let hint = m.hint.expect("preload hint");
+    let Some(&(lm, li, _, _)) = m.parts.last() else {
+        panic!("no parts listed in\n{}", m.text)
+    };
+    let hint = m
+        .hint
+        .unwrap_or_else(|| panic!("no preload hint in\n{}", m.text));
     assert!(
         hint == (lm, li + 1) || hint == (lm + 1, 0),
         "hint {hint:?} after {lm}.{li}"
@@ -234,7 +243,11 @@ fn players_read_every_rung_and_see_the_layout() {
     .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for dims in ["h264,1280,720", "h264,854,480", "h264,640,360"] {
-        assert!(text.contains(dims), "{dims} missing: {text}");
+        assert!(
+            text.contains(dims),
+            "{dims} missing: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert!(text.contains("aac"), "{text}");
     // A decoded frame of the 360p rung shows the pk layout.

@@ -29,6 +29,14 @@ impl Server {
     /// Starts with a token, ingest off; `tweak` changes the configuration first.
     pub fn start(tweak: impl FnOnce(&mut Config)) -> Server {
         showmix::init().expect("GStreamer");
+        // The engine's warnings and errors go to stderr (shown when a test fails, and in CI
+        // logs); SHOWMIX_TEST_LOG takes a filter like RUST_LOG for more.
+        let filter = tracing_subscriber::EnvFilter::try_from_env("SHOWMIX_TEST_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
         let mut config = Config {
             listen: "127.0.0.1:0".parse().expect("addr"),
             api_token: Some(TOKEN.into()),

@@ -85,6 +85,24 @@ pub fn i420_caps(width: u32, height: u32, fps: Option<u32>) -> gst::Caps {
     b.build()
 }
 
+/// The mixed picture's caps: I420 with every field fixed, colour description included
+/// (BT.709, MPEG-2 chroma siting, as the encoders signal it). Leaving colorimetry open lets the
+/// compositor pick it from whichever input arrives first and renegotiate when the next one
+/// does: a caps change a few frames into the stream that restarts every encoder, which then
+/// emits two frames with the same timestamp.
+pub fn canvas_caps(width: u32, height: u32, fps: u32) -> gst::Caps {
+    let mut caps = i420_caps(width, height, Some(fps));
+    {
+        let s = caps
+            .make_mut()
+            .structure_mut(0)
+            .expect("i420_caps has a structure");
+        s.set("colorimetry", "bt709");
+        s.set("chroma-site", "mpeg2");
+    }
+    caps
+}
+
 /// Interleaved float stereo (or mono) at a rate: the mixing format.
 pub fn audio_caps(rate: u32, channels: u32) -> gst::Caps {
     gst::Caps::builder("audio/x-raw")

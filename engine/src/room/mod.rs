@@ -27,7 +27,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
 
 use crate::pipeline::{
-    audio_caps, capsfilter, encode, i420_caps, make, mixer::LayoutControl, queue, seat,
+    audio_caps, canvas_caps, capsfilter, encode, i420_caps, make, mixer::LayoutControl, queue, seat,
 };
 use crate::presets::{Ladder, Layout};
 pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError};
@@ -269,7 +269,7 @@ impl Room {
                 gst::ClockTime::SECOND.nseconds() / u64::from(fps),
             );
         }
-        let canvas_caps = capsfilter(Some("canvas"), &i420_caps(canvas.0, canvas.1, Some(fps)))?;
+        let canvas_caps = capsfilter(Some("canvas"), &canvas_caps(canvas.0, canvas.1, fps))?;
         let mix_tee = make("tee", Some("mix"))?;
         pipeline.add_many([&compositor, &canvas_caps, &mix_tee])?;
         gst::Element::link_many([&compositor, &canvas_caps, &mix_tee])?;
@@ -285,7 +285,7 @@ impl Room {
             bg.set_property("is-live", spec.live);
             let bg_caps = capsfilter(
                 Some("background-caps"),
-                &i420_caps(canvas.0, canvas.1, Some(fps)),
+                &crate::pipeline::canvas_caps(canvas.0, canvas.1, fps),
             )?;
             pipeline.add_many([&bg, &bg_caps])?;
             bg.link(&bg_caps)?;
@@ -368,6 +368,8 @@ impl Room {
             .static_pad("src")
             .context("canvas src")?
             .set_offset(encode::audio_encoder_delay(&ladder.audio).nseconds() as i64);
+        monotonic_guard(&compositor, &spec.id);
+        monotonic_guard(&audiomixer, &spec.id);
         let gate = StopGate::new();
         gate.attach(&canvas_caps.static_pad("src").context("canvas src")?);
         gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
@@ -476,6 +478,9 @@ impl Room {
         let bus_thread = std::thread::Builder::new()
             .name(format!("room-{}", spec.id))
             .spawn(move || bus_loop(rx, weak))?;
+        if spec.live {
+            fix_base_time(&pipeline);
+        }
         if let Err(e) = pipeline.set_state(gst::State::Playing) {
             let _ = pipeline.set_state(gst::State::Null);
             bail!("room {}: pipeline does not start: {e}", spec.id);
@@ -1350,6 +1355,63 @@ fn bus_loop(rx: std::sync::mpsc::Receiver<Event>, room: std::sync::Weak<Inner>) 
             _ => {}
         }
     }
+}
+
+/// Drops output buffers of a mixer that do not move forward in time.
+///
+/// GStreamer's aggregator (1.22) picks its start time when the first input buffer arrives and
+/// moves its output position back to it (`start-time-selection=zero`: to 0). A live mix whose
+/// inputs are slower to start than its latency has by then produced a few frames on timeout,
+/// so it produces them again: the same timestamps twice. Encoders pass that on and the
+/// fragmented-MP4 muxer refuses it, failing the room. Dropping the repeats keeps every output
+/// strictly increasing; what was mixed before the inputs arrived stays as the first frames.
+fn monotonic_guard(mixer: &gst::Element, room: &str) {
+    let Some(pad) = mixer.static_pad("src") else {
+        return;
+    };
+    let room = room.to_owned();
+    let what = mixer.name();
+    // (last PTS pushed, buffers dropped); only the mixer's streaming thread takes it.
+    let state = Mutex::new((None::<gst::ClockTime>, 0u64));
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let mut st = lock(&state);
+        let (last, dropped) = &mut *st;
+        if let Some(l) = *last
+            && pts <= l
+        {
+            *dropped += 1;
+            if dropped.is_power_of_two() {
+                tracing::warn!(
+                    room,
+                    "{what}: output went back to {pts} after {l}; dropped {dropped} repeated buffers"
+                );
+            }
+            return gst::PadProbeReturn::Drop;
+        }
+        *last = Some(pts);
+        gst::PadProbeReturn::Ok
+    });
+}
+
+/// Gives a live pipeline its clock and base time before it starts, instead of at the switch to
+/// PLAYING.
+///
+/// A pipeline normally hands its clock to every element first and their base time after, one
+/// element at a time. The aggregators (compositor, audiomixer) already run their timeout loop
+/// in PAUSED; one that wakes in between sees a clock with a base time of zero, takes every
+/// deadline as hours overdue and produces frames from nothing, then rewinds to the start when
+/// the first real input arrives: two output frames with the same timestamp, which the
+/// fragmented-MP4 muxer refuses (the room failed at start on busy machines). With the base time
+/// fixed up front (and the pipeline told not to recompute it) every element has it before it
+/// can see the clock.
+fn fix_base_time(pipeline: &gst::Pipeline) {
+    let clock = gst::SystemClock::obtain();
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    pipeline.set_base_time(clock.time());
 }
 
 /// Scales and encodes every rung, largest first, each scaled from the previous (smaller)

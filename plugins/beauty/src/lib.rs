@@ -1,11 +1,9 @@
 //! showmix beauty filter: the `showmixbeauty` GStreamer element (skin smoothing, lightening,
 //! redness, sharpening on 8-bit 4:2:0 video, in place) and its plugin.
 //!
-//! Two ways to use it:
-//! - as a loadable plugin (`libgstshowmixbeauty.so`, plugin name `showmixbeauty`): point
-//!   `GST_PLUGIN_PATH` at the build directory;
-//! - linked into an application: call [`plugin_register_static`] once after `gst::init()`, or
-//!   [`register`] to add the element to a plugin of your own.
+//! Linked into an application (showmix does this at start-up): call [`plugin_register_static`]
+//! once after `gst::init()`, or [`register`] to add the element to a plugin of your own. The
+//! crate is built as an rlib only; it is not shipped as a loadable `.so`.
 //!
 //! [`algo`] holds the pixel math without GStreamer types; see plugins/beauty/README.md.
 
