@@ -297,3 +297,82 @@ fn hls_can_be_turned_off_per_room() {
     assert!(v["playback"]["hls"].is_null());
     assert_eq!(get(&s, "/live/quiet/index.m3u8").0, 404);
 }
+
+#[test]
+fn playback_tokens_guard_every_object() {
+    const SECRET: &str = "a-playback-secret-for-tests";
+    let s = Server::start(|c| {
+        c.playback_tokens = "on".into();
+        c.playback_secret = Some(SECRET.into());
+    });
+    let url = start_room(&s, "tk");
+    // The room hands out a URL with a token in the room segment.
+    let path = url
+        .split_once("/live/")
+        .map(|(_, p)| format!("/live/{p}"))
+        .unwrap();
+    assert!(path.starts_with("/live/tk~"), "{path}");
+    let base = path.trim_end_matches("index.m3u8").to_owned();
+    let (st, _, body) = get(&s, &path);
+    assert_eq!(st, 200);
+    assert!(String::from_utf8(body).unwrap().contains("720p/index.m3u8"));
+    // Relative URIs carry the token to the media playlist and the init segment.
+    assert_eq!(get(&s, &format!("{base}720p/index.m3u8")).0, 200);
+    assert_eq!(get(&s, &format!("{base}720p/init.mp4")).0, 200);
+    // No token, a token for another room, a tampered one, an expired one: 403.
+    assert_eq!(get(&s, "/live/tk/index.m3u8").0, 403);
+    assert_eq!(get(&s, "/live/tk/720p/index.m3u8").0, 403);
+    let signer = showmix::api::token::TokenSigner::new(SECRET.as_bytes());
+    let now = std::time::SystemTime::now();
+    let (other, _) = signer.mint("other", now, Duration::from_secs(600));
+    assert_eq!(get(&s, &format!("/live/tk~{other}/index.m3u8")).0, 403);
+    let token = base.trim_start_matches("/live/tk~").trim_end_matches('/');
+    let tampered = format!("{}0", &token[..token.len() - 1]);
+    let tampered = if tampered == token {
+        format!("{}1", &token[..token.len() - 1])
+    } else {
+        tampered
+    };
+    assert_eq!(get(&s, &format!("/live/tk~{tampered}/index.m3u8")).0, 403);
+    let (expired, _) = signer.mint(
+        "tk",
+        now - Duration::from_secs(3600),
+        Duration::from_secs(60),
+    );
+    let (st, _, body) = get(&s, &format!("/live/tk~{expired}/index.m3u8"));
+    assert_eq!(st, 403);
+    assert!(String::from_utf8_lossy(&body).contains("expired"));
+    // A backend can mint its own (same construction) or ask the API.
+    let (mine, _) = signer.mint("tk", now, Duration::from_secs(120));
+    assert_eq!(get(&s, &format!("/live/tk~{mine}/index.m3u8")).0, 200);
+    let (st, v) = s.json(
+        "POST",
+        "/v1/rooms/tk/playback-token",
+        Some(json!({"ttl_seconds": 300})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let minted = v["token"].as_str().unwrap();
+    assert!(v["hls"].as_str().unwrap().contains(minted));
+    let expires = v["expires_at"].as_u64().unwrap();
+    let unix = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(
+        (unix + 299..=unix + 302).contains(&expires),
+        "{expires} vs {unix}"
+    );
+    assert_eq!(get(&s, &format!("/live/tk~{minted}/index.m3u8")).0, 200);
+    let (st, v) = s.json(
+        "POST",
+        "/v1/rooms/tk/playback-token",
+        Some(json!({"ttl_seconds": 5})),
+    );
+    assert_eq!(st, 422, "{v}");
+    assert!(v.to_string().contains("ttl_seconds"), "{v}");
+}
+
+#[test]
+fn playback_is_open_on_loopback_by_default() {
+    let s = Server::start(|_| {});
+    let url = start_room(&s, "open");
+    assert!(!url.contains('~'), "{url}");
+    assert_eq!(get(&s, "/live/open/index.m3u8").0, 200);
+}

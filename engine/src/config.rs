@@ -47,6 +47,18 @@ pub struct Config {
     pub hold_last_frame_ms: u64,
     /// Open ingest connections per listener.
     pub max_ingest_connections: u32,
+    /// Signed playback tokens on `/live/`: `auto` (required when `listen` is not a loopback
+    /// address), `on` or `off`.
+    pub playback_tokens: String,
+    /// Secret the playback tokens are signed with (16..=256 characters). Unset: a random
+    /// secret per process, so tokens end with the process.
+    pub playback_secret: Option<String>,
+    /// Lifetime of the tokens the API hands out, seconds.
+    pub playback_token_ttl_s: u64,
+    /// First retry delay of push outputs whose destination fails, milliseconds; doubles up to
+    /// `push_backoff_max_ms`.
+    pub push_backoff_initial_ms: u64,
+    pub push_backoff_max_ms: u64,
 }
 
 impl Default for Config {
@@ -67,6 +79,11 @@ impl Default for Config {
             stall_timeout_ms: 500,
             hold_last_frame_ms: 1000,
             max_ingest_connections: 64,
+            playback_tokens: "auto".into(),
+            playback_secret: None,
+            playback_token_ttl_s: 6 * 3600,
+            push_backoff_initial_ms: 1000,
+            push_backoff_max_ms: 30_000,
         }
     }
 }
@@ -135,6 +152,19 @@ impl Config {
 
     pub fn srt_addr(&self) -> Option<SocketAddr> {
         listener_addr(&self.srt_listen).ok().flatten()
+    }
+
+    /// Whether `/live/` requests need a playback token.
+    pub fn playback_tokens_required(&self) -> bool {
+        match self.playback_tokens.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => !self.listen.ip().is_loopback(),
+        }
+    }
+
+    pub fn playback_token_ttl(&self) -> Duration {
+        Duration::from_secs(self.playback_token_ttl_s)
     }
 
     /// The host in ingest URLs.
@@ -212,6 +242,17 @@ impl Config {
         {
             cfg.srt_listen = v;
         }
+        if let Some(v) = env.get("SHOWMIX_PLAYBACK_TOKENS") {
+            cfg.playback_tokens = v;
+        }
+        if let Some(v) = env.get("SHOWMIX_PLAYBACK_SECRET") {
+            cfg.playback_secret = Some(v);
+        }
+        set_num(
+            &mut c,
+            "SHOWMIX_PLAYBACK_TOKEN_TTL_S",
+            &mut cfg.playback_token_ttl_s,
+        );
         if let Some(v) = env.get("SHOWMIX_PUBLIC_HOST") {
             cfg.public_host = Some(v);
         }
@@ -319,6 +360,49 @@ impl Config {
             1,
             100_000,
         );
+        if !matches!(self.playback_tokens.as_str(), "auto" | "on" | "off") {
+            c.fail(
+                "playback_tokens",
+                format!(
+                    "{:?} is not allowed (allowed: auto, on, off)",
+                    self.playback_tokens
+                ),
+            );
+        }
+        if let Some(s) = &self.playback_secret
+            && !(16..=256).contains(&s.len())
+        {
+            c.fail("playback_secret", "must be 16..=256 characters");
+        }
+        if !(60..=30 * 86_400).contains(&self.playback_token_ttl_s) {
+            c.fail(
+                "playback_token_ttl_s",
+                format!(
+                    "{} is out of range (allowed 60..=2592000)",
+                    self.playback_token_ttl_s
+                ),
+            );
+        }
+        if !(100..=60_000).contains(&self.push_backoff_initial_ms) {
+            c.fail(
+                "push_backoff_initial_ms",
+                format!(
+                    "{} is out of range (allowed 100..=60000)",
+                    self.push_backoff_initial_ms
+                ),
+            );
+        }
+        if self.push_backoff_max_ms < self.push_backoff_initial_ms
+            || self.push_backoff_max_ms > 600_000
+        {
+            c.fail(
+                "push_backoff_max_ms",
+                format!(
+                    "{} is out of range (allowed push_backoff_initial_ms..=600000)",
+                    self.push_backoff_max_ms
+                ),
+            );
+        }
         match &self.api_token {
             Some(t) if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
                 c.fail(
@@ -464,5 +548,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `listne`"), "{err}");
+    }
+
+    #[test]
+    fn playback_token_settings_are_checked() {
+        let c = Config {
+            playback_tokens: "sometimes".into(),
+            playback_secret: Some("short".into()),
+            playback_token_ttl_s: 5,
+            ..Config::default()
+        };
+        let mut k = Checker::new();
+        c.check(&mut k);
+        let err = k.finish().unwrap_err().to_string();
+        assert!(
+            err.contains("playback_tokens: \"sometimes\" is not allowed (allowed: auto, on, off)"),
+            "{err}"
+        );
+        assert!(
+            err.contains("playback_secret: must be 16..=256 characters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("playback_token_ttl_s: 5 is out of range"),
+            "{err}"
+        );
+        // auto: required off loopback only.
+        assert!(!Config::default().playback_tokens_required());
+        let public = Config {
+            listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        assert!(public.playback_tokens_required());
     }
 }

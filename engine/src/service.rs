@@ -17,6 +17,7 @@ use crate::api::model::{
     ApiError, CreateRoom, SeatPatch, SeatRequest, random_id, resolve_beauty, resolve_ladder,
     resolve_layout,
 };
+use crate::api::token::TokenSigner;
 use crate::config::Config;
 use crate::ingest::{Counters, IngestRouter, Protocol, PublishRequest, PublishSink, Refusal, keys};
 use crate::presets::ladder::Canvas;
@@ -49,6 +50,8 @@ pub struct Engine {
     pub srt_counters: Arc<Counters>,
     /// Ports the ingest listeners are bound to (known once they are).
     ingest_ports: Mutex<IngestPorts>,
+    /// Signs and checks LL-HLS playback tokens.
+    pub playback_signer: TokenSigner,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -121,8 +124,20 @@ pub struct RoomView {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Playback {
-    /// LL-HLS multivariant playlist, when the room has LL-HLS.
+    /// LL-HLS multivariant playlist, when the room has LL-HLS (with a playback token in the
+    /// path when tokens are required).
     pub hls: Option<String>,
+    /// When the token in `hls` expires (Unix seconds); absent without tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
+}
+
+/// A playback token minted by the API.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlaybackToken {
+    pub token: String,
+    pub expires_at: u64,
+    pub hls: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -166,7 +181,12 @@ fn ms(d: Duration) -> f64 {
 
 impl Engine {
     pub fn new(config: Config, presets: Presets) -> Self {
+        let secret = config
+            .playback_secret
+            .clone()
+            .unwrap_or_else(|| crate::api::model::random_id() + &crate::api::model::random_id());
         Self {
+            playback_signer: TokenSigner::new(secret.as_bytes()),
             config,
             presets,
             rooms: Mutex::new(BTreeMap::new()),
@@ -176,6 +196,62 @@ impl Engine {
             srt_counters: Arc::new(Counters::default()),
             ingest_ports: Mutex::new(IngestPorts::default()),
         }
+    }
+
+    /// Where viewers play `room` (a fresh token in the URL when tokens are required).
+    fn playback(&self, room: &str, has_hls: bool, ttl: Option<Duration>) -> Playback {
+        let port = lock(&self.ingest_ports).api;
+        let (Some(port), true) = (port, has_hls) else {
+            return Playback {
+                hls: None,
+                expires_at: None,
+            };
+        };
+        let host = self.config.public_host();
+        if !self.config.playback_tokens_required() && ttl.is_none() {
+            return Playback {
+                hls: Some(format!("http://{host}:{port}/live/{room}/index.m3u8")),
+                expires_at: None,
+            };
+        }
+        let (token, expires_at) = self.playback_signer.mint(
+            room,
+            SystemTime::now(),
+            ttl.unwrap_or_else(|| self.config.playback_token_ttl()),
+        );
+        Playback {
+            hls: Some(format!(
+                "http://{host}:{port}/live/{room}~{token}/index.m3u8"
+            )),
+            expires_at: Some(expires_at),
+        }
+    }
+
+    /// Mints a playback token for `room` valid for `ttl` (the configured lifetime if `None`).
+    pub fn playback_token(
+        &self,
+        room: &str,
+        ttl: Option<Duration>,
+    ) -> Result<PlaybackToken, ApiError> {
+        let has_hls = self.with_room(room, |r| Ok(r.hls().is_some()))?;
+        if !has_hls {
+            return Err(ApiError::conflict(format!(
+                "room {room:?} has no LL-HLS playback (created with hls disabled)"
+            )));
+        }
+        let ttl = ttl.unwrap_or_else(|| self.config.playback_token_ttl());
+        let p = self.playback(room, true, Some(ttl));
+        let hls = p.hls.unwrap_or_default();
+        let token = hls
+            .split_once('~')
+            .and_then(|(_, t)| t.split_once('/'))
+            .map(|(t, _)| t.to_owned())
+            .unwrap_or_default();
+        Ok(PlaybackToken {
+            token,
+            expires_at: p.expires_at.unwrap_or_default(),
+            hls,
+        })
     }
 
     /// Records where the ingest listeners are (for the URLs the API shows).
@@ -418,16 +494,7 @@ impl Engine {
             ladder: room.ladder().clone(),
             seats,
             outputs,
-            playback: Playback {
-                hls: room.hls().and_then(|_| {
-                    let port = lock(&self.ingest_ports).api?;
-                    Some(format!(
-                        "http://{}:{port}/live/{}/index.m3u8",
-                        self.config.public_host(),
-                        e.id
-                    ))
-                }),
-            },
+            playback: self.playback(&e.id, room.hls().is_some(), None),
             created_at: e
                 .created
                 .duration_since(SystemTime::UNIX_EPOCH)

@@ -24,7 +24,9 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
-use super::model::{ApiError, CreateRoom, SeatPatch, SeatRequest, parse_body, parse_value};
+use super::model::{
+    ApiError, CreateRoom, PlaybackTokenRequest, SeatPatch, SeatRequest, parse_body, parse_value,
+};
 use super::routes::{Route, route};
 use crate::metrics::{HttpMetrics, render};
 use crate::service::Engine;
@@ -224,6 +226,18 @@ async fn dispatch(
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
+        Route::PlaybackToken(id) => {
+            let req: PlaybackTokenRequest = if body.iter().all(u8::is_ascii_whitespace) {
+                PlaybackTokenRequest::default()
+            } else {
+                parse_body(&body)?
+            };
+            let ttl = req.ttl()?;
+            json(
+                StatusCode::CREATED,
+                &blocking(move || engine.playback_token(&id, ttl)).await?,
+            )
+        }
     })
 }
 
@@ -284,11 +298,27 @@ async fn live(
             "{method} is not allowed on {path} (allowed: GET, HEAD, OPTIONS)"
         )));
     }
-    let parsed = crate::hls::parse_path(path)
+    // `/live/{room}~{token}/...`: the token rides in the room segment (see api::token).
+    let rest = path
+        .strip_prefix("/live/")
+        .ok_or_else(|| ApiError::not_found(format!("no playback object {path}")))?;
+    let (segment, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let (room_seg, token) = crate::api::token::split_room_segment(segment);
+    let plain = format!("/live/{room_seg}/{tail}");
+    let parsed = crate::hls::parse_path(&plain)
         .ok_or_else(|| ApiError::not_found(format!("no playback object {path}")))?;
     let room_id = match &parsed {
         HlsPath::Multivariant { room } | HlsPath::Rung { room, .. } => *room,
     };
+    if st.engine.config.playback_tokens_required() {
+        let token = token.ok_or_else(|| {
+            ApiError::forbidden(crate::api::token::TokenError::Missing.to_string())
+        })?;
+        st.engine
+            .playback_signer
+            .verify(room_id, token, std::time::SystemTime::now())
+            .map_err(|e| ApiError::forbidden(e.to_string()))?;
+    }
     let pkg = st
         .engine
         .hls(room_id)

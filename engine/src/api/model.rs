@@ -40,6 +40,9 @@ impl ApiError {
             "missing or wrong bearer token (send Authorization: Bearer <token>)",
         )
     }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(403, "forbidden", m)
+    }
     pub fn not_found(m: impl Into<String>) -> Self {
         Self::new(404, "not_found", m)
     }
@@ -222,6 +225,28 @@ pub enum OutputRequest {
         id: Option<String>,
         enabled: bool,
     },
+}
+
+/// Body of `POST /v1/rooms/{room}/playback-token` (may be empty).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybackTokenRequest {
+    pub ttl_seconds: Option<u64>,
+}
+
+impl PlaybackTokenRequest {
+    pub fn ttl(&self) -> Result<Option<std::time::Duration>, ApiError> {
+        match self.ttl_seconds {
+            None => Ok(None),
+            Some(s) if (60..=30 * 86_400).contains(&s) => {
+                Ok(Some(std::time::Duration::from_secs(s)))
+            }
+            Some(s) => Err(invalid_field(
+                "ttl_seconds",
+                format!("{s} is out of range (allowed 60..=2592000)"),
+            )),
+        }
+    }
 }
 
 impl SeatRequest {

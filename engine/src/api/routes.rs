@@ -22,6 +22,7 @@ pub enum Route {
     RotateKey(String, String),
     Stats(String),
     Snapshot(String),
+    PlaybackToken(String),
 }
 
 /// (method, path template) of every route, as in the OpenAPI document.
@@ -41,6 +42,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rooms/{room}/seats/{seat}/key"),
     ("GET", "/v1/rooms/{room}/stats"),
     ("GET", "/v1/rooms/{room}/snapshot.jpg"),
+    ("POST", "/v1/rooms/{room}/playback-token"),
 ];
 
 /// Playback routes, served outside `/v1` without the API token (see `api::http::live`).
@@ -65,6 +67,7 @@ impl Route {
             Route::RotateKey(..) => "/v1/rooms/{room}/seats/{seat}/key",
             Route::Stats(_) => "/v1/rooms/{room}/stats",
             Route::Snapshot(_) => "/v1/rooms/{room}/snapshot.jpg",
+            Route::PlaybackToken(_) => "/v1/rooms/{room}/playback-token",
         }
     }
 
@@ -77,7 +80,11 @@ impl Route {
     pub fn has_body(&self) -> bool {
         matches!(
             self,
-            Route::CreateRoom | Route::PutLayout(_) | Route::AddSeat(_) | Route::PatchSeat(..)
+            Route::CreateRoom
+                | Route::PutLayout(_)
+                | Route::AddSeat(_)
+                | Route::PatchSeat(..)
+                | Route::PlaybackToken(_)
         )
     }
 }
@@ -134,6 +141,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         (["v1", "rooms", _, "stats"], _) => wrong("GET"),
         (["v1", "rooms", r, "snapshot.jpg"], "GET") => Ok(Route::Snapshot(id("room", r)?)),
         (["v1", "rooms", _, "snapshot.jpg"], _) => wrong("GET"),
+        (["v1", "rooms", r, "playback-token"], "POST") => Ok(Route::PlaybackToken(id("room", r)?)),
+        (["v1", "rooms", _, "playback-token"], _) => wrong("POST"),
         _ => Err(ApiError::not_found(format!(
             "no route {path} (see docs/openapi.yaml for the API)"
         ))),
@@ -147,7 +156,10 @@ mod tests {
     #[test]
     fn every_template_matches_its_route() {
         for (m, t) in ROUTES {
-            let path = t.replace("{room}", "r1").replace("{seat}", "s1");
+            let path = t
+                .replace("{room}", "r1")
+                .replace("{seat}", "s1")
+                .replace("{output}", "o1");
             let r = route(m, &path).unwrap_or_else(|e| panic!("{m} {path}: {e:?}"));
             assert_eq!(r.template(), *t);
         }
