@@ -263,7 +263,7 @@ impl Ladder {
         c.finish()
     }
 
-    /// Rungs from the largest to the smallest: the order the scaler cascade runs in.
+    /// Rungs from the largest to the smallest.
     pub fn rungs_by_size(&self) -> Vec<&Rung> {
         let mut v: Vec<&Rung> = self.rungs.iter().collect();
         v.sort_by_key(|r| std::cmp::Reverse(u64::from(r.width) * u64::from(r.height)));

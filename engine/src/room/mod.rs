@@ -27,7 +27,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
 
 use crate::pipeline::{
-    audio_caps, canvas_caps, capsfilter, encode, i420_caps, make, mixer::LayoutControl, queue, seat,
+    audio_caps, canvas_caps, capsfilter, encode, make, mixer::LayoutControl, queue, seat,
 };
 use crate::presets::{Ladder, Layout};
 pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError};
@@ -1414,8 +1414,9 @@ fn fix_base_time(pipeline: &gst::Pipeline) {
     pipeline.set_base_time(clock.time());
 }
 
-/// Scales and encodes every rung, largest first, each scaled from the previous (smaller)
-/// picture when that is cheaper than scaling from the canvas.
+/// Scales and encodes every rung, each from the canvas. (Scaling 360p from the 480p picture
+/// saves a little CPU but compounds two resamplings: it measured 2.3 dB lower than scaling
+/// from the canvas, 0.7 dB under ffmpeg.)
 fn build_ladder(
     pipeline: &gst::Pipeline,
     mix_tee: &gst::Element,
@@ -1423,32 +1424,36 @@ fn build_ladder(
 ) -> Result<Vec<Rung>> {
     let mut rungs = Vec::new();
     let (cw, ch) = (ladder.canvas.width, ladder.canvas.height);
-    // The raw picture the next rung scales from: starts as the canvas.
-    let mut raw_src = mix_tee.clone();
     for r in ladder.rungs_by_size() {
         let n = &r.name;
         let q = queue(Some(&format!("scale-queue-{n}")), gst::ClockTime::SECOND)?;
         pipeline.add(&q)?;
-        raw_src.link(&q)?;
+        mix_tee.link(&q)?;
         let mut last = q.clone();
         if (r.width, r.height) != (cw, ch) {
             let scale = make("videoscale", Some(&format!("scale-{n}")))?;
+            // The default 2-tap bilinear aliases on 1.5:1 and 2:1 downscales (the 480p rung
+            // measured 3 dB under ffmpeg's bicubic); Catmull-Rom is the same bicubic family.
+            scale.set_property_from_str("method", "catrom");
+            // Rung sizes are rounded to even pixels (854x480 is not exactly 16:9): stretch by
+            // that fraction of a pixel instead of adding black border lines (which cost the
+            // 360p rung 10 dB).
+            scale.set_property("add-borders", false);
             let caps = capsfilter(
                 Some(&format!("size-{n}")),
-                &i420_caps(r.width, r.height, None),
+                &crate::pipeline::rung_caps(r.width, r.height),
             )?;
             pipeline.add_many([&scale, &caps])?;
             gst::Element::link_many([&last, &scale, &caps])?;
             last = caps;
         }
-        let raw_tee = make("tee", Some(&format!("raw-{n}")))?;
         let enc_q = queue(Some(&format!("enc-queue-{n}")), gst::ClockTime::SECOND)?;
         let enc = encode::video_encoder(ladder, r, &format!("enc-{n}"))?;
         let parse = encode::video_parser(ladder.video.codec, &format!("parse-{n}"))?;
         let tee = make("tee", Some(&format!("rung-{n}")))?;
         tee.set_property("allow-not-linked", true);
-        pipeline.add_many([&raw_tee, &enc_q, &enc, &tee])?;
-        gst::Element::link_many([&last, &raw_tee, &enc_q, &enc])?;
+        pipeline.add_many([&enc_q, &enc, &tee])?;
+        gst::Element::link_many([&last, &enc_q, &enc])?;
         let enc_out = match &parse {
             Some(p) => {
                 pipeline.add(p)?;
@@ -1480,7 +1485,6 @@ fn build_ladder(
             counters,
             tee,
         });
-        raw_src = raw_tee;
     }
     // Keep the ladder's order for reports.
     rungs.sort_by_key(|r| ladder.rungs.iter().position(|x| x.name == r.name));
