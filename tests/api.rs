@@ -733,3 +733,173 @@ fn graceful_shutdown_finalises_recordings() {
 unsafe extern "C" {
     fn kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Outputs over the API: a recording added at creation and one live, a push to a destination
+/// that refuses (retried, the room unaffected), removal finishing the files, and every bad
+/// request with its status.
+#[test]
+fn outputs_are_added_and_removed_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let s = Server::start(move |c| c.output_roots = vec![root]);
+    let mut body = room_body("out", "pk", &[("a", "test:red"), ("b", "test:blue")]);
+    body["outputs"] =
+        json!([{"kind": "record", "id": "rec", "rungs": ["360p"], "segment_minutes": 1}]);
+    let (st, v) = s.json("POST", "/v1/rooms", Some(body));
+    assert_eq!(st, 201, "{v}");
+    let rec = &v["outputs"][0];
+    assert_eq!(rec["kind"], "record", "{v}");
+    assert_eq!(rec["state"], "recording", "{v}");
+    assert_eq!(rec["rungs"], json!(["360p"]));
+    assert_eq!(rec["segment_minutes"], 1);
+
+    // A push to a port nobody listens on: retried with backoff, the room keeps mixing.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let (st, v) = s.json(
+        "POST",
+        "/v1/rooms/out/outputs",
+        Some(
+            json!({"kind": "rtmp", "id": "cdn", "url": format!("rtmp://127.0.0.1:{port}/live/x")}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["kind"], "rtmp");
+    assert_eq!(v["rungs"], json!(["720p"]), "the top rung by default: {v}");
+    let frames_before = s.json("GET", "/v1/rooms/out/stats", None).1["rungs"][0]["frames"]
+        .as_u64()
+        .unwrap_or(0);
+    let mut cdn = Value::Null;
+    wait_for("the refused push to be retried", || {
+        let (_, v) = s.json("GET", "/v1/rooms/out", None);
+        if let Some(o) = v["outputs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|o| o["id"] == "cdn"))
+        {
+            cdn = o.clone();
+        }
+        cdn["retries"].as_u64().unwrap_or(0) >= 1
+    });
+    assert_eq!(cdn["state"], "retrying", "{cdn}");
+    assert!(cdn["reason"].is_string(), "{cdn}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, stats) = s.json("GET", "/v1/rooms/out/stats", None);
+    assert!(
+        stats["rungs"][0]["frames"].as_u64().unwrap() > frames_before + 30,
+        "the room keeps encoding: {stats}"
+    );
+    let (_, v) = s.json("GET", "/v1/rooms/out", None);
+    assert_eq!(v["state"], "live", "{v}");
+
+    // Bad requests.
+    let path = "/v1/rooms/out/outputs";
+    let post = |b: Value| Some(serde_json::to_vec(&b).unwrap());
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "rtmp", "url": "http://x/y"})),
+        422,
+        "url",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "srt", "url": "srt://127.0.0.1:9?streamid=x", "rung": "4k"})),
+        422,
+        "\"4k\" is not a rung of this room",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "record", "rungs": [], "dir": "r"})),
+        422,
+        "at least one rung",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "record", "segment_minutes": 0, "dir": "r"})),
+        422,
+        "segment_minutes",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "record", "id": "cdn", "dir": "r"})),
+        409,
+        "already used",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "file", "dir": "f"})),
+        409,
+        "file outputs are set when the room is created",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "record", "dir": "../escape"})),
+        422,
+        "'..'",
+    );
+    expect_error(
+        &s,
+        "POST",
+        path,
+        Some(TOKEN),
+        post(json!({"kind": "ftp", "url": "x"})),
+        422,
+        "kind",
+    );
+    expect_error(
+        &s,
+        "DELETE",
+        "/v1/rooms/out/outputs/nope",
+        Some(TOKEN),
+        None,
+        404,
+        "no output",
+    );
+
+    // Removing the push ends it; removing the recording finishes its file, which plays.
+    let (st, v) = s.json("DELETE", "/v1/rooms/out/outputs/cdn", None);
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = s.json("DELETE", "/v1/rooms/out/outputs/rec", None);
+    assert_eq!(st, 200, "{v}");
+    let files: Vec<std::path::PathBuf> = v["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().into())
+        .collect();
+    assert_eq!(files.len(), 1, "{v}");
+    assert!(files[0].starts_with(dir.path()), "{files:?}");
+    let st = streams(&files[0]).unwrap();
+    let (vc, w, h, vdur) = st.video.clone().expect("video");
+    assert_eq!((vc.as_str(), w, h), ("h264", 640, 360), "{st:?}");
+    assert_eq!(
+        st.audio.as_ref().map(|a| a.0.as_str()),
+        Some("aac"),
+        "{st:?}"
+    );
+    assert!(vdur >= 1.0, "{st:?}");
+    let (_, v) = s.json("GET", "/v1/rooms/out", None);
+    assert_eq!(v["outputs"], json!([]), "{v}");
+    assert_eq!(v["state"], "live", "{v}");
+}

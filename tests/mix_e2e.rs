@@ -193,6 +193,7 @@ fn room_spec(layout: &str, seats: &[(&str, &str)], out: &Path) -> RoomSpec {
         }],
         live: true,
         timing: Default::default(),
+        push_backoff: Default::default(),
         hls: false,
     }
 }

@@ -167,6 +167,13 @@ impl Config {
         Duration::from_secs(self.playback_token_ttl_s)
     }
 
+    pub fn push_backoff(&self) -> crate::push::Backoff {
+        crate::push::Backoff {
+            initial: Duration::from_millis(self.push_backoff_initial_ms),
+            max: Duration::from_millis(self.push_backoff_max_ms),
+        }
+    }
+
     /// The host in ingest URLs.
     pub fn public_host(&self) -> String {
         match &self.public_host {

@@ -15,6 +15,8 @@ pub mod metrics;
 pub mod mix;
 pub mod pipeline;
 pub mod presets;
+pub mod push;
+pub mod record;
 pub mod room;
 pub mod serve;
 pub mod service;

@@ -160,6 +160,7 @@ pub fn run(args: &MixArgs, presets: &Presets, cancel: &AtomicBool) -> Result<Rep
         }],
         live,
         timing: Default::default(),
+        push_backoff: Default::default(),
         hls: false,
     };
     let seats_report: Vec<ReportSeat> = spec

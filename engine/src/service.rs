@@ -97,12 +97,107 @@ pub struct SeatView {
 #[derive(Clone, Debug, Serialize)]
 pub struct OutputView {
     pub id: String,
+    /// `file`, `rtmp`, `srt` or `record`.
     pub kind: &'static str,
-    pub state: &'static str,
+    /// file: `running`, `finalising`, `finished`, `failed`; rtmp/srt: `connecting`, `live`,
+    /// `retrying`, `stopped`; record: `recording`, `failed`, `finished`.
+    pub state: String,
+    /// Why the output failed or last lost its destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Rungs the output carries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rungs: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<PathBuf>,
+    /// Push outputs: connection attempts that failed, successful connects, bytes sent, and
+    /// when the next attempt is due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connects: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_retry_ms: Option<u64>,
+    /// Recording: segment length in minutes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_minutes: Option<u64>,
+}
+
+fn output_view(o: crate::room::OutputInfo, room_state: &RoomState) -> OutputView {
+    use crate::room::OutputStatus;
+    let mut v = OutputView {
+        id: o.spec.id.clone(),
+        kind: o.spec.kind.name(),
+        state: String::new(),
+        reason: None,
+        dir: None,
+        url: None,
+        rungs: Vec::new(),
+        files: Vec::new(),
+        retries: None,
+        connects: None,
+        bytes: None,
+        next_retry_ms: None,
+        segment_minutes: None,
+    };
+    match &o.spec.kind {
+        OutputKind::File { dir } => v.dir = Some(dir.clone()),
+        OutputKind::Push { target, rung } => {
+            // Stream keys and passphrases stay out of the API.
+            v.url = Some(target.redacted());
+            v.rungs = vec![rung.clone()];
+        }
+        OutputKind::Record {
+            dir,
+            rungs,
+            segment,
+        } => {
+            v.dir = Some(dir.clone());
+            v.rungs = rungs.clone();
+            v.segment_minutes = Some(segment.as_secs() / 60);
+        }
+    }
+    match o.status {
+        OutputStatus::File { files } => {
+            v.state = match room_state {
+                RoomState::Starting | RoomState::Live => "running",
+                RoomState::Stopping => "finalising",
+                RoomState::Stopped => "finished",
+                RoomState::Failed(_) => "failed",
+            }
+            .into();
+            v.files = files;
+        }
+        OutputStatus::Push(p) => {
+            v.state = enum_name(&p.state);
+            v.reason = p.last_error;
+            v.retries = Some(p.retries);
+            v.connects = Some(p.connects);
+            v.bytes = Some(p.bytes_sent);
+            v.next_retry_ms = p.next_retry_ms;
+        }
+        OutputStatus::Record(r) => {
+            v.state = enum_name(&r.state);
+            v.reason = r.reason;
+            v.files = r.files;
+            v.bytes = Some(r.bytes_written);
+        }
+    }
+    v
+}
+
+/// The snake_case name serde gives a unit enum variant.
+fn enum_name<T: Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => "unknown".into(),
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -196,6 +291,38 @@ impl Engine {
             srt_counters: Arc::new(Counters::default()),
             ingest_ports: Mutex::new(IngestPorts::default()),
         }
+    }
+
+    /// Adds a push or record output to a running room.
+    pub fn add_output(
+        &self,
+        room: &str,
+        req: crate::api::model::OutputRequest,
+    ) -> Result<OutputView, ApiError> {
+        self.with_room(room, |r| {
+            let index = r.outputs().len();
+            let spec = req.into_spec(&self.config.output_roots, "output", index, r.ladder())?;
+            let info = r.add_output(spec).map_err(|e| match e {
+                crate::room::SpecError::Invalid(i) => ApiError::invalid(i.to_string()),
+                crate::room::SpecError::Conflict(m) => ApiError::conflict(m),
+            })?;
+            Ok(output_view(info, &r.state()))
+        })
+    }
+
+    /// Removes an output from a running room; returns what it last reported.
+    pub fn remove_output(&self, room: &str, output: &str) -> Result<OutputView, ApiError> {
+        self.with_room(room, |r| {
+            match r.remove_output(output).map_err(|e| match e {
+                crate::room::SpecError::Invalid(i) => ApiError::invalid(i.to_string()),
+                crate::room::SpecError::Conflict(m) => ApiError::conflict(m),
+            })? {
+                Some(info) => Ok(output_view(info, &r.state())),
+                None => Err(ApiError::not_found(format!(
+                    "room {room:?} has no output {output:?}"
+                ))),
+            }
+        })
     }
 
     /// Where viewers play `room` (a fresh token in the URL when tokens are required).
@@ -357,7 +484,14 @@ impl Engine {
             .into_iter()
             .filter(|o| !matches!(o, crate::api::model::OutputRequest::Hls { .. }))
             .enumerate()
-            .map(|(i, o)| o.into_spec(&self.config.output_roots, &format!("outputs[{i}]"), i))
+            .map(|(i, o)| {
+                o.into_spec(
+                    &self.config.output_roots,
+                    &format!("outputs[{i}]"),
+                    i,
+                    &ladder,
+                )
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let mut spec = RoomSpec {
             id: id.clone(),
@@ -367,6 +501,7 @@ impl Engine {
             outputs,
             live: true,
             timing: self.config.timing(),
+            push_backoff: self.config.push_backoff(),
             hls,
         };
         spec.resolve()?;
@@ -461,29 +596,11 @@ impl Engine {
                 }
             })
             .collect();
-        let out_state = match room.state() {
-            RoomState::Starting | RoomState::Live => "running",
-            RoomState::Stopping => "finalising",
-            RoomState::Stopped => "finished",
-            RoomState::Failed(_) => "failed",
-        };
+        let room_state = room.state();
         let outputs = room
             .outputs()
-            .iter()
-            .map(|o| match &o.kind {
-                OutputKind::File { dir } => OutputView {
-                    id: o.id.clone(),
-                    kind: "file",
-                    state: out_state,
-                    dir: Some(dir.clone()),
-                    files: room
-                        .ladder()
-                        .rungs
-                        .iter()
-                        .map(|r| dir.join(format!("{}.mp4", r.name)))
-                        .collect(),
-                },
-            })
+            .into_iter()
+            .map(|o| output_view(o, &room_state))
             .collect();
         Ok(RoomView {
             id: e.id.clone(),

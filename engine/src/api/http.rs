@@ -25,7 +25,8 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use super::model::{
-    ApiError, CreateRoom, PlaybackTokenRequest, SeatPatch, SeatRequest, parse_body, parse_value,
+    ApiError, CreateRoom, OutputRequest, PlaybackTokenRequest, SeatPatch, SeatRequest, parse_body,
+    parse_value,
 };
 use super::routes::{Route, route};
 use crate::metrics::{HttpMetrics, render};
@@ -238,6 +239,17 @@ async fn dispatch(
                 &blocking(move || engine.playback_token(&id, ttl)).await?,
             )
         }
+        Route::AddOutput(id) => {
+            let out: OutputRequest = parse_body(&body)?;
+            json(
+                StatusCode::CREATED,
+                &blocking(move || engine.add_output(&id, out)).await?,
+            )
+        }
+        Route::DeleteOutput(id, output) => json(
+            StatusCode::OK,
+            &blocking(move || engine.remove_output(&id, &output)).await?,
+        ),
     })
 }
 

@@ -225,6 +225,26 @@ pub enum OutputRequest {
         id: Option<String>,
         enabled: bool,
     },
+    /// Push a rung (default: the top one) and the audio to `rtmp://` or `rtmps://` (FLV).
+    Rtmp {
+        id: Option<String>,
+        url: String,
+        rung: Option<String>,
+    },
+    /// Push a rung and the audio to `srt://` (MPEG-TS).
+    Srt {
+        id: Option<String>,
+        url: String,
+        rung: Option<String>,
+    },
+    /// Record rungs (default: the top one) with the audio to fragmented MP4, rolled every
+    /// `segment_minutes` (default 10), under `dir/<room>/<rung>/` (default dir `recordings`).
+    Record {
+        id: Option<String>,
+        dir: Option<String>,
+        rungs: Option<Vec<String>>,
+        segment_minutes: Option<u64>,
+    },
 }
 
 /// Body of `POST /v1/rooms/{room}/playback-token` (may be empty).
@@ -304,33 +324,77 @@ pub fn resolve_output_dir(roots: &[PathBuf], field: &str, dir: &str) -> Result<P
 }
 
 impl OutputRequest {
+    /// The output as the room runs it. `index` names outputs without an id; rung names are
+    /// checked against `ladder` by `room::check_output`.
     pub fn into_spec(
         self,
         roots: &[PathBuf],
         field: &str,
         index: usize,
+        ladder: &Ladder,
     ) -> Result<OutputSpec, ApiError> {
-        match self {
-            OutputRequest::File { id, dir } => {
-                let id = id.unwrap_or_else(|| format!("file-{index}"));
-                if !is_valid_name(&id) {
-                    return Err(invalid_field(
-                        &format!("{field}.id"),
-                        format!("{id:?} is not a valid id (allowed: 1 to 64 of A-Z a-z 0-9 _ -)"),
-                    ));
-                }
-                Ok(OutputSpec {
-                    id,
-                    kind: OutputKind::File {
-                        dir: resolve_output_dir(roots, &format!("{field}.dir"), &dir)?,
+        let top = || {
+            ladder
+                .rungs_by_size()
+                .first()
+                .map(|r| r.name.clone())
+                .unwrap_or_default()
+        };
+        let (id, kind) = match self {
+            OutputRequest::File { id, dir } => (
+                id.unwrap_or_else(|| format!("file-{index}")),
+                OutputKind::File {
+                    dir: resolve_output_dir(roots, &format!("{field}.dir"), &dir)?,
+                },
+            ),
+            OutputRequest::Rtmp { id, url, rung } | OutputRequest::Srt { id, url, rung } => {
+                let target = crate::push::parse_push_url(&url)
+                    .map_err(|e| invalid_field(&format!("{field}.url"), e))?;
+                let kind = match target.protocol {
+                    crate::push::PushProtocol::Rtmp => "rtmp",
+                    crate::push::PushProtocol::Srt => "srt",
+                };
+                (
+                    id.unwrap_or_else(|| format!("{kind}-{index}")),
+                    OutputKind::Push {
+                        target,
+                        rung: rung.unwrap_or_else(top),
                     },
-                })
+                )
             }
-            OutputRequest::Hls { .. } => Err(invalid_field(
-                field,
-                "the hls output is not a separate output (it only takes enabled: false)",
-            )),
+            OutputRequest::Record {
+                id,
+                dir,
+                rungs,
+                segment_minutes,
+            } => {
+                // Files go to <dir>/<room>/<rung>/ (see crate::record).
+                let dir = dir.unwrap_or_else(|| "recordings".to_owned());
+                (
+                    id.unwrap_or_else(|| format!("record-{index}")),
+                    OutputKind::Record {
+                        dir: resolve_output_dir(roots, &format!("{field}.dir"), &dir)?,
+                        rungs: rungs.unwrap_or_else(|| vec![top()]),
+                        segment: std::time::Duration::from_secs(
+                            segment_minutes.unwrap_or(10).saturating_mul(60),
+                        ),
+                    },
+                )
+            }
+            OutputRequest::Hls { .. } => {
+                return Err(invalid_field(
+                    field,
+                    "the hls output is not a separate output (it only takes enabled: false)",
+                ));
+            }
+        };
+        if !is_valid_name(&id) {
+            return Err(invalid_field(
+                &format!("{field}.id"),
+                format!("{id:?} is not a valid id (allowed: 1 to 64 of A-Z a-z 0-9 _ -)"),
+            ));
         }
+        Ok(OutputSpec { id, kind })
     }
 }
 

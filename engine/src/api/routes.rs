@@ -23,6 +23,8 @@ pub enum Route {
     Stats(String),
     Snapshot(String),
     PlaybackToken(String),
+    AddOutput(String),
+    DeleteOutput(String, String),
 }
 
 /// (method, path template) of every route, as in the OpenAPI document.
@@ -43,6 +45,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/rooms/{room}/stats"),
     ("GET", "/v1/rooms/{room}/snapshot.jpg"),
     ("POST", "/v1/rooms/{room}/playback-token"),
+    ("POST", "/v1/rooms/{room}/outputs"),
+    ("DELETE", "/v1/rooms/{room}/outputs/{output}"),
 ];
 
 /// Playback routes, served outside `/v1` without the API token (see `api::http::live`).
@@ -68,6 +72,8 @@ impl Route {
             Route::Stats(_) => "/v1/rooms/{room}/stats",
             Route::Snapshot(_) => "/v1/rooms/{room}/snapshot.jpg",
             Route::PlaybackToken(_) => "/v1/rooms/{room}/playback-token",
+            Route::AddOutput(_) => "/v1/rooms/{room}/outputs",
+            Route::DeleteOutput(..) => "/v1/rooms/{room}/outputs/{output}",
         }
     }
 
@@ -85,6 +91,7 @@ impl Route {
                 | Route::AddSeat(_)
                 | Route::PatchSeat(..)
                 | Route::PlaybackToken(_)
+                | Route::AddOutput(_)
         )
     }
 }
@@ -143,6 +150,12 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         (["v1", "rooms", _, "snapshot.jpg"], _) => wrong("GET"),
         (["v1", "rooms", r, "playback-token"], "POST") => Ok(Route::PlaybackToken(id("room", r)?)),
         (["v1", "rooms", _, "playback-token"], _) => wrong("POST"),
+        (["v1", "rooms", r, "outputs"], "POST") => Ok(Route::AddOutput(id("room", r)?)),
+        (["v1", "rooms", _, "outputs"], _) => wrong("POST"),
+        (["v1", "rooms", r, "outputs", o], "DELETE") => {
+            Ok(Route::DeleteOutput(id("room", r)?, id("output", o)?))
+        }
+        (["v1", "rooms", _, "outputs", _], _) => wrong("DELETE"),
         _ => Err(ApiError::not_found(format!(
             "no route {path} (see docs/openapi.yaml for the API)"
         ))),

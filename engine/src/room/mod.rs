@@ -11,6 +11,7 @@
 //! the mix and marked failed; the room keeps going.
 
 pub mod hls;
+mod outputs;
 mod publish;
 pub mod spec;
 pub use publish::PublishInfo;
@@ -30,7 +31,8 @@ use crate::pipeline::{
     audio_caps, canvas_caps, capsfilter, encode, make, mixer::LayoutControl, queue, seat,
 };
 use crate::presets::{Ladder, Layout};
-pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError};
+pub use outputs::{OutputInfo, OutputStatus};
+pub use spec::{OutputKind, OutputSpec, RoomSpec, SeatSpec, SpecError, check_output};
 use stats::{RateMeter, RungCounters, RungSummary, SeatCounters};
 
 /// Where a room is in its life.
@@ -169,7 +171,11 @@ struct Inner {
     status: Mutex<Status>,
     changed: Condvar,
     started: Instant,
-    outputs: Vec<OutputSpec>,
+    /// Outputs in the order they were added.
+    outputs: Mutex<Vec<outputs::LiveOutput>>,
+    /// Encoded audio, for outputs added live.
+    audio_tee: gst::Element,
+    push_backoff: crate::push::Backoff,
     rates: Mutex<Rates>,
     /// Keeps the last mixed frame (live rooms), for snapshots.
     snapshot: Option<gst::Element>,
@@ -392,12 +398,20 @@ impl Room {
                 });
         }
 
+        let mut live_outputs = Vec::new();
         for out in &spec.outputs {
-            match &out.kind {
-                OutputKind::File { dir } => {
-                    add_file_output(&pipeline, &out.id, dir, &ladder, &rungs, &audio_tee)?;
+            let built = match &out.kind {
+                OutputKind::File { dir } => outputs::LiveOutput {
+                    spec: out.clone(),
+                    runtime: outputs::Runtime::File(add_file_output(
+                        &pipeline, &out.id, dir, &ladder, &rungs, &audio_tee,
+                    )?),
+                },
+                _ => {
+                    taps(&spec.id, &pipeline, &rungs, &audio_tee, spec.push_backoff).attach(out)?
                 }
-            }
+            };
+            live_outputs.push(built);
         }
 
         let hls = if spec.hls && spec.live {
@@ -447,7 +461,9 @@ impl Room {
             }),
             changed: Condvar::new(),
             started: Instant::now(),
-            outputs: spec.outputs.clone(),
+            outputs: Mutex::new(live_outputs),
+            audio_tee: audio_tee.clone(),
+            push_backoff: spec.push_backoff,
             rates: Mutex::new(Rates::default()),
             snapshot,
             timing: spec.timing,
@@ -499,8 +515,63 @@ impl Room {
         &self.inner.ladder
     }
 
-    pub fn outputs(&self) -> &[OutputSpec] {
-        &self.inner.outputs
+    /// Every output with what it is doing.
+    pub fn outputs(&self) -> Vec<OutputInfo> {
+        lock(&self.inner.outputs)
+            .iter()
+            .map(outputs::LiveOutput::info)
+            .collect()
+    }
+
+    /// Adds a push or record output to the running room.
+    pub fn add_output(&self, spec: OutputSpec) -> std::result::Result<OutputInfo, SpecError> {
+        let mut c = crate::presets::validate::Checker::new();
+        check_output(&mut c, "output", &spec, &self.inner.ladder);
+        c.finish()?;
+        if matches!(spec.kind, OutputKind::File { .. }) {
+            return Err(SpecError::Conflict(
+                "file outputs are set when the room is created; add a record output instead".into(),
+            ));
+        }
+        let mut outs = lock(&self.inner.outputs);
+        if outs.iter().any(|o| o.spec.id == spec.id) {
+            return Err(SpecError::Conflict(format!(
+                "output id {:?} is already used in room {}",
+                spec.id, self.inner.id
+            )));
+        }
+        let built = taps(
+            &self.inner.id,
+            &self.inner.pipeline,
+            &self.inner.rungs,
+            &self.inner.audio_tee,
+            self.inner.push_backoff,
+        )
+        .attach(&spec)
+        .map_err(|e| SpecError::Conflict(format!("output {:?}: {e:#}", spec.id)))?;
+        let info = built.info();
+        outs.push(built);
+        Ok(info)
+    }
+
+    /// Removes an output from the running room (a push ends its stream, a recording finishes
+    /// its files). Returns what it last reported, or `None` if there is no such output.
+    pub fn remove_output(&self, id: &str) -> std::result::Result<Option<OutputInfo>, SpecError> {
+        let out = {
+            let mut outs = lock(&self.inner.outputs);
+            let Some(i) = outs.iter().position(|o| o.spec.id == id) else {
+                return Ok(None);
+            };
+            if matches!(outs[i].spec.kind, OutputKind::File { .. }) {
+                return Err(SpecError::Conflict(format!(
+                    "output {id:?} is a file output: it ends with the room"
+                )));
+            }
+            outs.remove(i)
+        };
+        let info = out.info();
+        out.detach(&self.inner.pipeline);
+        Ok(Some(info))
     }
 
     pub fn state(&self) -> RoomState {
@@ -864,6 +935,13 @@ impl Drop for Room {
 }
 
 impl Inner {
+    /// Hands an element error to the output that owns the element; `true` if one did.
+    fn claim_output_error(&self, element: &str, error: &str) -> bool {
+        lock(&self.outputs)
+            .iter()
+            .any(|o| o.claim_error(element, error))
+    }
+
     /// Where a seat's prescaler should aim: its tile's fit and size, if on screen.
     fn tile_target(&self, id: &str) -> Option<(crate::geometry::Fit, u32, u32)> {
         self.layout
@@ -1317,6 +1395,12 @@ fn bus_loop(rx: std::sync::mpsc::Receiver<Event>, room: std::sync::Weak<Inner>) 
                     inner.fail_seat(&seat, reason);
                     continue;
                 }
+                // A recording's own element failing is the recording's failure, not the room's.
+                let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                if inner.claim_output_error(&element, &err.error().to_string()) {
+                    tracing::warn!(room = %inner.id, "output failed: {reason}");
+                    continue;
+                }
                 tracing::error!(room = %inner.id, "room failed: {reason}; debug: {:?}", err.debug());
                 {
                     let mut st = lock(&inner.status);
@@ -1531,6 +1615,25 @@ fn add_file_output(
 
 fn round1(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
+}
+
+fn taps<'a>(
+    room: &'a str,
+    pipeline: &'a gst::Pipeline,
+    rungs: &[Rung],
+    audio: &'a gst::Element,
+    backoff: crate::push::Backoff,
+) -> outputs::Taps<'a> {
+    outputs::Taps {
+        room,
+        pipeline,
+        rungs: rungs
+            .iter()
+            .map(|r| (r.name.clone(), r.tee.clone()))
+            .collect(),
+        audio,
+        backoff,
+    }
 }
 
 /// A leaky branch off the mix that keeps the last frame for snapshots: it never holds up the

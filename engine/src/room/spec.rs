@@ -41,6 +41,92 @@ impl SeatSpec {
 pub enum OutputKind {
     /// `<dir>/<rung>.mp4` for every rung, video plus the mixed audio.
     File { dir: PathBuf },
+    /// One rung and the audio pushed to an RTMP(S) or SRT destination (a CDN), retried with
+    /// backoff when the destination fails.
+    Push {
+        target: crate::push::PushTarget,
+        rung: String,
+    },
+    /// Rungs with the audio recorded to fragmented MP4 files rolled every `segment`.
+    Record {
+        dir: PathBuf,
+        rungs: Vec<String>,
+        segment: std::time::Duration,
+    },
+}
+
+impl OutputKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputKind::File { .. } => "file",
+            OutputKind::Push { target, .. } => match target.protocol {
+                crate::push::PushProtocol::Rtmp => "rtmp",
+                crate::push::PushProtocol::Srt => "srt",
+            },
+            OutputKind::Record { .. } => "record",
+        }
+    }
+}
+
+/// Longest recording file, minutes.
+pub const MAX_SEGMENT_MINUTES: u64 = 24 * 60;
+
+/// Checks an output against the ladder it would take rungs from.
+pub fn check_output(c: &mut Checker, prefix: &str, o: &OutputSpec, ladder: &Ladder) {
+    c.name(format!("{prefix}.id"), &o.id);
+    let names: Vec<&str> = ladder.rungs.iter().map(|r| r.name.as_str()).collect();
+    let known = |c: &mut Checker, field: String, rung: &str| {
+        if !names.contains(&rung) {
+            c.fail(
+                field,
+                format!(
+                    "{rung:?} is not a rung of this room (allowed: {})",
+                    names.join(", ")
+                ),
+            );
+        }
+    };
+    match &o.kind {
+        OutputKind::File { .. } => {}
+        OutputKind::Push { rung, .. } => {
+            known(c, format!("{prefix}.rung"), rung);
+            use crate::presets::ladder::{AudioCodec, VideoCodec};
+            if ladder.video.codec != VideoCodec::H264 || ladder.audio.codec != AudioCodec::Aac {
+                c.fail(
+                    format!("{prefix}.kind"),
+                    format!(
+                        "push outputs carry H.264 video and AAC audio; this room's ladder is {:?} + {:?}",
+                        ladder.video.codec, ladder.audio.codec
+                    ),
+                );
+            }
+        }
+        OutputKind::Record { rungs, segment, .. } => {
+            if rungs.is_empty() {
+                c.fail(format!("{prefix}.rungs"), "must name at least one rung");
+            }
+            let mut seen = HashSet::new();
+            for (i, r) in rungs.iter().enumerate() {
+                known(c, format!("{prefix}.rungs[{i}]"), r);
+                if !seen.insert(r) {
+                    c.fail(
+                        format!("{prefix}.rungs[{i}]"),
+                        format!("{r:?} is listed twice"),
+                    );
+                }
+            }
+            let minutes = segment.as_secs() / 60;
+            if segment.as_secs() % 60 != 0 || !(1..=MAX_SEGMENT_MINUTES).contains(&minutes) {
+                c.fail(
+                    format!("{prefix}.segment_minutes"),
+                    format!(
+                        "{:?} is out of range (allowed 1..={MAX_SEGMENT_MINUTES} whole minutes)",
+                        segment
+                    ),
+                );
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +146,8 @@ pub struct RoomSpec {
     /// offline rooms run as fast as the machine allows (encode tests on files).
     pub live: bool,
     pub timing: super::SeatTiming,
+    /// Retry schedule of push outputs whose destination fails.
+    pub push_backoff: crate::push::Backoff,
     /// Package the ladder as LL-HLS (served by `showmix serve` under `/live/{room}/`).
     pub hls: bool,
 }
@@ -128,7 +216,7 @@ impl RoomSpec {
             }
         }
         for (i, o) in self.outputs.iter().enumerate() {
-            c.name(format!("outputs[{i}].id"), &o.id);
+            check_output(&mut c, &format!("outputs[{i}]"), o, &self.ladder);
         }
         c.finish()?;
 
@@ -196,6 +284,7 @@ mod tests {
             outputs: vec![],
             live: false,
             timing: Default::default(),
+            push_backoff: Default::default(),
             hls: false,
         }
     }
