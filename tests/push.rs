@@ -790,3 +790,93 @@ fn srt_listener_mode_serves_a_caller() {
     room.assert_flowing(Duration::from_secs(3));
     push.detach(&room.pipeline);
 }
+
+/// The issue's scenario through the API, on a real room: a `rtmp` output to nginx, nginx
+/// stopped for 5 s and started again. The push comes back by itself and the room's LL-HLS
+/// never pauses: its playlist gains parts at the pace of the clock all the way through.
+#[test]
+fn room_push_survives_a_cdn_restart_while_ll_hls_keeps_going() {
+    use serde_json::json;
+    use showmix_tests::server::Server;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_tcp_port();
+    let mut nginx = Nginx::start(dir.path(), port);
+    let s = Server::start(|_| {});
+    let (st, v) = s.json(
+        "POST",
+        "/v1/rooms",
+        Some(json!({"id": "cdn", "layout": "pk",
+            "seats": [{"id": "a", "source": "test:red"}, {"id": "b", "source": "test:blue"}],
+            "outputs": [{"kind": "rtmp", "id": "up", "url": format!("rtmp://127.0.0.1:{port}/live/show"), "rung": "360p"}]})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let output = |s: &Server| {
+        let (_, v) = s.json("GET", "/v1/rooms/cdn", None);
+        v["outputs"][0].clone()
+    };
+    wait_until("the push to go live", Duration::from_secs(20), || {
+        (output(&s)["state"] == "live").then_some(())
+    });
+    assert_eq!(
+        probe_codecs(&format!("rtmp://127.0.0.1:{port}/live/show")),
+        ["aac", "h264"]
+    );
+    // The LL-HLS edge: (media sequence number, part index) of the preload hint.
+    let edge = |s: &Server| -> f64 {
+        let (st, _, body) = s.call("GET", "/live/cdn/720p/index.m3u8", None, None);
+        assert_eq!(st, 200);
+        let text = String::from_utf8(body).unwrap();
+        let hint = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"part"))
+            .unwrap_or_else(|| panic!("no preload hint in\n{text}"));
+        let (m, rest) = hint.split_once('.').unwrap();
+        let p: f64 = rest.split_once('.').unwrap().0.parse().unwrap();
+        // Parts are ~0.2 s in 1 s segments: position in seconds, roughly.
+        m.parse::<f64>().unwrap() + p * 0.2
+    };
+    nginx.stop();
+    let stopped = Instant::now();
+    let start_edge = edge(&s);
+    let mut samples = Vec::new();
+    while stopped.elapsed() < Duration::from_secs(5) {
+        samples.push((stopped.elapsed().as_secs_f64(), edge(&s)));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = output(&s);
+    assert!(
+        out["state"] == "retrying" || out["state"] == "connecting",
+        "{out}"
+    );
+    assert!(out["retries"].as_u64().unwrap() >= 1, "{out}");
+    // LL-HLS kept pace with the clock during the outage: no stretch of more than 1 s without
+    // the edge moving, and about 5 s of media added in 5 s.
+    let mut last_move = (0.0, start_edge);
+    for &(t, e) in &samples {
+        if e > last_move.1 {
+            last_move = (t, e);
+        }
+        assert!(
+            t - last_move.0 <= 1.0,
+            "LL-HLS paused at {t:.2} s: {samples:?}"
+        );
+    }
+    let gained = samples.last().unwrap().1 - start_edge;
+    assert!(
+        gained >= 3.5,
+        "only {gained:.1} s of media in 5 s: {samples:?}"
+    );
+    let mut nginx = Nginx::start(dir.path(), port);
+    let back = wait_until("the push to come back", Duration::from_secs(45), || {
+        let o = output(&s);
+        (o["state"] == "live" && o["connects"].as_u64() >= Some(2)).then_some(o)
+    });
+    assert!(back["retries"].as_u64().unwrap() >= 1, "{back}");
+    assert_eq!(
+        probe_codecs(&format!("rtmp://127.0.0.1:{port}/live/show")),
+        ["aac", "h264"]
+    );
+    let (_, v) = s.json("GET", "/v1/rooms/cdn", None);
+    assert_eq!(v["state"], "live", "{v}");
+    nginx.stop();
+}
