@@ -125,11 +125,16 @@ impl Packager {
                 .track(name)
                 .cloned()
                 .with_context(|| format!("no HLS track for rung {name}"))?;
+            // Wall-clock time of running time 0, read off the pipeline clock once it runs
+            // (`started` until then): PROGRAM-DATE-TIME is then the time a frame was due in
+            // the mix, whatever happened between building the room and starting it.
+            let anchor = std::sync::OnceLock::new();
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                        push_chunk(&track, &sample, started);
+                        let zero = *anchor.get_or_init(|| wall_clock_at_zero(sink, started));
+                        push_chunk(&track, &sample, zero);
                         Ok(gst::FlowSuccess::Ok)
                     })
                     .build(),
@@ -175,6 +180,17 @@ fn rung_info(ladder: &Ladder, r: &crate::presets::ladder::Rung, codecs: String) 
         average_bandwidth_bps: video + audio,
         codecs,
     }
+}
+
+/// The wall-clock time at which the pipeline's running time was 0.
+fn wall_clock_at_zero(sink: &gst_app::AppSink, fallback: SystemTime) -> SystemTime {
+    let (Some(clock), Some(base)) = (sink.clock(), sink.base_time()) else {
+        return fallback;
+    };
+    let running = clock.time().saturating_sub(base);
+    SystemTime::now()
+        .checked_sub(Duration::from_nanos(running.nseconds()))
+        .unwrap_or(fallback)
 }
 
 /// One muxer output list: [init segment] + chunk header (moof) + media. The header's flags
