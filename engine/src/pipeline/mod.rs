@@ -16,11 +16,16 @@ fn package_for(factory: &str) -> &'static str {
     match factory {
         "x264enc" => "gstreamer1.0-plugins-ugly",
         "x265enc" | "srtsrc" | "srtsink" | "rtmp2sink" | "mpegtsmux" | "h265parse"
-        | "h264parse" | "av1parse" | "webrtcbin" => "gstreamer1.0-plugins-bad",
+        | "h264parse" | "av1parse" | "opusparse" | "webrtcbin" => "gstreamer1.0-plugins-bad",
         "avenc_aac" | "avdec_h264" => "gstreamer1.0-libav",
         "vp8enc" | "vp9enc" | "mp4mux" | "qtmux" | "matroskamux" | "flvmux" | "imagefreeze"
-        | "jpegenc" | "pngdec" => "gstreamer1.0-plugins-good",
+        | "jpegenc" | "pngdec" | "aacparse" | "mpegaudioparse" => "gstreamer1.0-plugins-good",
         "textoverlay" => "gstreamer1.0-x",
+        // Compiled into showmix and registered by `showmix::init()`: missing means init was
+        // not called.
+        "showmixbeauty" | "showmixscale" | "cmafmux" | "isofmp4mux" | "rav1enc" => {
+            "nothing: it is built into showmix; call showmix::init() first"
+        }
         _ => "gstreamer1.0-plugins-base",
     }
 }
@@ -155,4 +160,18 @@ pub fn set_number(e: &gst::Element, name: &str, v: i64) -> Result<()> {
         anyhow::bail!("property {name:?} of {} is not numeric", e.name());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::package_for;
+
+    #[test]
+    fn missing_elements_name_the_package_that_ships_them() {
+        assert_eq!(package_for("aacparse"), "gstreamer1.0-plugins-good");
+        assert_eq!(package_for("opusparse"), "gstreamer1.0-plugins-bad");
+        assert_eq!(package_for("x264enc"), "gstreamer1.0-plugins-ugly");
+        assert!(package_for("showmixscale").contains("built into showmix"));
+        assert_eq!(package_for("videotestsrc"), "gstreamer1.0-plugins-base");
+    }
 }
