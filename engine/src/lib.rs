@@ -25,7 +25,7 @@ pub mod source;
 use std::sync::OnceLock;
 
 /// Initialises GStreamer once per process and registers the elements showmix links in
-/// statically (rav1e's AV1 encoder, the fragmented-MP4 muxers, the beauty filter). Safe to call many times.
+/// statically (rav1e's AV1 encoder, the fragmented-MP4 muxers, the beauty filter, the rung scaler). Safe to call many times.
 pub fn init() -> anyhow::Result<()> {
     static INIT: OnceLock<Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| {
@@ -34,6 +34,8 @@ pub fn init() -> anyhow::Result<()> {
         gstfmp4::plugin_register_static().map_err(|e| format!("cannot register cmafmux: {e}"))?;
         gstshowmixbeauty::plugin_register_static()
             .map_err(|e| format!("cannot register showmixbeauty: {e}"))?;
+        gstshowmixscale::plugin_register_static()
+            .map_err(|e| format!("cannot register showmixscale: {e}"))?;
         Ok(())
     })
     .clone()

@@ -1515,14 +1515,12 @@ fn build_ladder(
         mix_tee.link(&q)?;
         let mut last = q.clone();
         if (r.width, r.height) != (cw, ch) {
-            let scale = make("videoscale", Some(&format!("scale-{n}")))?;
-            // The default 2-tap bilinear aliases on 1.5:1 and 2:1 downscales (the 480p rung
-            // measured 3 dB under ffmpeg's bicubic); Catmull-Rom is the same bicubic family.
-            scale.set_property_from_str("method", "catrom");
-            // Rung sizes are rounded to even pixels (854x480 is not exactly 16:9): stretch by
-            // that fraction of a pixel instead of adding black border lines (which cost the
-            // 360p rung 10 dB).
-            scale.set_property("add-borders", false);
+            // showmixscale (plugins/scale): Catmull-Rom luma, Lanczos-3 chroma, SIMD. It
+            // replaced videoscale, whose scalar 6-tap path made rung scaling 15 % of a PK
+            // room's CPU and whose chroma (linear whatever `method` says) measured 10 dB under
+            // swscale. Rung sizes are rounded to even pixels (854x480 is not exactly 16:9):
+            // it stretches by that fraction of a pixel, no border lines.
+            let scale = make("showmixscale", Some(&format!("scale-{n}")))?;
             let caps = capsfilter(
                 Some(&format!("size-{n}")),
                 &crate::pipeline::rung_caps(r.width, r.height),
