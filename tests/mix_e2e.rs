@@ -430,3 +430,52 @@ fn beauty_runs_at_tile_size_and_changes_live() {
     assert_eq!(sink_size(), (1280, 720));
     assert_eq!(room.stop(Duration::from_secs(10)), RoomState::Stopped);
 }
+
+/// Seats are scaled down to their tile by showmixscale before the compositor, beauty or not,
+/// and follow layout switches; the compositor then only crops and places.
+#[test]
+fn seats_reach_the_compositor_at_their_tile_size() {
+    use gst::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let p = presets();
+    let spec = room_spec("grid-4", &[("a", "test:smpte")], &dir.path().join("s"));
+    let mut room = Room::start(spec).unwrap();
+    let seat = room
+        .pipeline()
+        .by_name("seat-a")
+        .and_then(|b| b.downcast::<gst::Bin>().ok())
+        .expect("the seat's bin");
+    let scaler = seat
+        .by_name("prescale-scale")
+        .expect("a showmixscale prescaler");
+    assert_eq!(
+        scaler.factory().map(|f| f.name().to_string()).as_deref(),
+        Some("showmixscale")
+    );
+    let q = seat.by_name("vqueue").expect("the seat's queue");
+    let size = || {
+        let caps = q.static_pad("sink")?.current_caps()?;
+        let s = caps.structure(0)?;
+        Some((s.get::<i32>("width").ok()?, s.get::<i32>("height").ok()?))
+    };
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(
+        size(),
+        Some((640, 360)),
+        "720p test picture in a 640x360 tile"
+    );
+    // At the canvas's colour description: below 720 lines GStreamer would otherwise assume
+    // BT.601 and the compositor would re-matrix every frame of the tile.
+    let caps = q.static_pad("sink").unwrap().current_caps().unwrap();
+    let s = caps.structure(0).unwrap();
+    assert_eq!(s.get::<&str>("colorimetry").ok(), Some("bt709"), "{caps}");
+    assert_eq!(s.get::<&str>("chroma-site").ok(), Some("mpeg2"), "{caps}");
+    room.set_layout(p.layout("single").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(size(), Some((1280, 720)), "full canvas: no scaling");
+    room.set_layout(p.layout("grid-9").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let (w, h) = size().unwrap();
+    assert!((426..=428).contains(&w) && h == 240, "grid-9 tile: {w}x{h}");
+    assert_eq!(room.stop(Duration::from_secs(10)), RoomState::Stopped);
+}

@@ -345,17 +345,18 @@ fn write(pad: &gst::Pad, last: Option<Applied>, want: Applied) -> Applied {
     let last = last.unwrap_or(HIDDEN);
     if last.src != want.src || last.in_size != want.in_size {
         let full = want.src == Rect::new(0, 0, want.in_size.0, want.in_size.1);
-        let cfg = if full {
-            gst::Structure::new_empty("GstVideoConverter")
-        } else {
+        // No crop: no config at all. The compositor converts every frame of a pad that has
+        // one, even an empty one; without it a seat that arrives at its tile's size and the
+        // canvas's colour (what the seat's prescaler delivers) is blended as it is.
+        let cfg = (!full).then(|| {
             gst::Structure::builder("GstVideoConverter")
                 .field("GstVideoConverter.src-x", want.src.x)
                 .field("GstVideoConverter.src-y", want.src.y)
                 .field("GstVideoConverter.src-width", want.src.w)
                 .field("GstVideoConverter.src-height", want.src.h)
                 .build()
-        };
-        pad.set_property("converter-config", &cfg);
+        });
+        pad.set_property("converter-config", cfg.as_ref());
     }
     if last.dst != want.dst {
         pad.set_property("xpos", want.dst.x);

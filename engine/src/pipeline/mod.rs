@@ -77,6 +77,10 @@ pub fn queue(name: Option<&str>, max_time: gst::ClockTime) -> Result<gst::Elemen
     Ok(q)
 }
 
+/// The colour description of the mixed picture and everything scaled from or into it.
+pub const CANVAS_COLORIMETRY: &str = "bt709";
+pub const CANVAS_CHROMA_SITE: &str = "mpeg2";
+
 /// Raw 4:2:0 video at a size and rate.
 pub fn i420_caps(width: u32, height: u32, fps: Option<u32>) -> gst::Caps {
     let mut b = gst::Caps::builder("video/x-raw")
@@ -113,8 +117,8 @@ fn with_canvas_colour(mut caps: gst::Caps) -> gst::Caps {
             .make_mut()
             .structure_mut(0)
             .expect("i420_caps has a structure");
-        s.set("colorimetry", "bt709");
-        s.set("chroma-site", "mpeg2");
+        s.set("colorimetry", CANVAS_COLORIMETRY);
+        s.set("chroma-site", CANVAS_CHROMA_SITE);
     }
     caps
 }
