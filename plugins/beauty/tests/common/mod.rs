@@ -128,7 +128,7 @@ pub fn resize_plane(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> V
 }
 
 pub fn testdata_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/testdata")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data")
 }
 
 /// The 512×512 face photograph as I420.
