@@ -1,7 +1,7 @@
 //! Cost of the `showmixbeauty` filter per frame (showroom levels, single thread) next to
 //! ffmpeg's `bilateral` filter on the same frames, at 1280x720 and 1920x1080.
 //!
-//! Frames are the face test photograph (shared/testdata) stretched to the frame size. Two
+//! Frames are the face test photograph (tests/data) stretched to the frame size. Two
 //! showmix figures are measured with criterion: `algo` (the pixel processor alone, on plane
 //! slices) and `element` (a buffer pushed through the GStreamer element: mapping and the
 //! base-class path included; this is the figure compared). ffmpeg runs on N raw yuv420p
@@ -13,7 +13,6 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -59,8 +58,7 @@ impl Frame {
 }
 
 fn face_rgb() -> (Vec<u8>, usize, usize) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/testdata/face-astronaut-512.png");
+    let path = showmix_tests::testdata("face-astronaut-512.png");
     let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
@@ -225,39 +223,6 @@ fn ms_per_frame(kind: &str, size: &str) -> Option<f64> {
     })
 }
 
-/// User CPU time of all waited-for children so far.
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-fn children_user_time() -> Option<Duration> {
-    #[repr(C)]
-    struct Timeval {
-        sec: i64,
-        usec: i64,
-    }
-    #[repr(C)]
-    struct Rusage {
-        utime: Timeval,
-        stime: Timeval,
-        rest: [i64; 14],
-    }
-    unsafe extern "C" {
-        fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-    }
-    const RUSAGE_CHILDREN: i32 = -1;
-    let mut ru = Rusage {
-        utime: Timeval { sec: 0, usec: 0 },
-        stime: Timeval { sec: 0, usec: 0 },
-        rest: [0; 14],
-    };
-    // SAFETY: `ru` is a valid, writable `struct rusage` for 64-bit Linux.
-    let rc = unsafe { getrusage(RUSAGE_CHILDREN, &mut ru) };
-    (rc == 0).then(|| Duration::new(ru.utime.sec as u64, ru.utime.usec as u32 * 1000))
-}
-
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-fn children_user_time() -> Option<Duration> {
-    None
-}
-
 /// Run ffmpeg over the raw file with `vf`; returns (user CPU time, wall time).
 fn ffmpeg_run(
     path: &std::path::Path,
@@ -265,7 +230,7 @@ fn ffmpeg_run(
     h: usize,
     vf: &str,
 ) -> Option<(Duration, Duration)> {
-    let before = children_user_time();
+    let before = showmix_tests::children_cpu().0;
     let start = Instant::now();
     let status = Command::new("ffmpeg")
         .args(["-hide_banner", "-nostats", "-loglevel", "error"])
@@ -288,10 +253,7 @@ fn ffmpeg_run(
     if !status.success() {
         return None;
     }
-    let user = match (before, children_user_time()) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => wall,
-    };
+    let user = showmix_tests::children_cpu().0.saturating_sub(before);
     Some((user, wall))
 }
 

@@ -22,22 +22,8 @@ use showmix::presets::Presets;
 use showmix_tests::{motion_clip, photo_pan_clip, psnr, run};
 
 fn children_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct.
-    let mut ru: libc_rusage = unsafe { std::mem::zeroed() };
-    unsafe { getrusage(-1, &mut ru) };
-    let tv = |t: [i64; 2]| Duration::new(t[0] as u64, (t[1] as u32) * 1000);
-    tv(ru.utime) + tv(ru.stime)
-}
-
-#[repr(C)]
-struct libc_rusage {
-    utime: [i64; 2],
-    stime: [i64; 2],
-    rest: [i64; 14],
-}
-
-unsafe extern "C" {
-    fn getrusage(who: i32, usage: *mut libc_rusage) -> i32;
+    let (user, sys) = showmix_tests::children_cpu();
+    user + sys
 }
 
 struct Rungs {

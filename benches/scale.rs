@@ -104,37 +104,16 @@ fn showmix_ms(src: &[u8], size: (usize, usize)) -> Result<f64> {
     Ok(best.as_secs_f64() * 1e3 / 200.0)
 }
 
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-fn children_user_time() -> Duration {
-    #[repr(C)]
-    struct Rusage {
-        utime: [i64; 2],
-        stime: [i64; 2],
-        rest: [i64; 14],
-    }
-    unsafe extern "C" {
-        fn getrusage(who: i32, usage: *mut Rusage) -> i32;
-    }
-    let mut ru = Rusage {
-        utime: [0; 2],
-        stime: [0; 2],
-        rest: [0; 14],
-    };
-    // SAFETY: `ru` is a valid, writable `struct rusage` for 64-bit Linux.
-    unsafe { getrusage(-1, &mut ru) };
-    Duration::new(ru.utime[0] as u64, ru.utime[1] as u32 * 1000)
-}
-
 /// User CPU of one child run, best of 5.
 fn best_child(mut cmd: impl FnMut() -> Command) -> Result<Duration> {
     let mut best = Duration::MAX;
     for _ in 0..5 {
-        let before = children_user_time();
+        let before = showmix_tests::children_cpu().0;
         let st = cmd().stdin(Stdio::null()).stdout(Stdio::null()).status()?;
         if !st.success() {
             bail!("{:?} failed", cmd());
         }
-        best = best.min(children_user_time().saturating_sub(before));
+        best = best.min(showmix_tests::children_cpu().0.saturating_sub(before));
     }
     Ok(best)
 }

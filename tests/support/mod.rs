@@ -152,12 +152,7 @@ pub fn photo_pan_clip(
     fps: u32,
     tone_hz: u32,
 ) -> Result<()> {
-    let photo = workspace_root().join("../shared/testdata/face-astronaut-512.png");
-    let photo = if photo.is_file() {
-        photo
-    } else {
-        workspace_root().join("shared/testdata/face-astronaut-512.png")
-    };
+    let photo = testdata("face-astronaut-512.png");
     run(Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-loop", "1", "-framerate", &fps.to_string(), "-i"])
         .arg(&photo)
@@ -459,4 +454,21 @@ pub fn psnr(distorted: &Path, reference: &Path) -> Result<f64> {
         return Ok(100.0);
     }
     Ok(v.parse()?)
+}
+
+/// CPU time used so far by this process's waited-for children: (user, system). For
+/// benchmarks that time a tool run as a child process.
+pub fn children_cpu() -> (std::time::Duration, std::time::Duration) {
+    // SAFETY: getrusage only writes the zero-initialised struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| {
+        std::time::Duration::new(t.tv_sec.max(0) as u64, (t.tv_usec.max(0) as u32) * 1000)
+    };
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// A file of the repository's test data (`tests/data`).
+pub fn testdata(name: &str) -> PathBuf {
+    workspace_root().join("tests/data").join(name)
 }
