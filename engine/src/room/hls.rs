@@ -88,6 +88,12 @@ impl Packager {
         };
         learn(audio_src, None);
 
+        // Wall-clock time of running time 0, read off the pipeline clock by the first sample
+        // of any rung (`started` until the pipeline runs) and shared by all of them:
+        // PROGRAM-DATE-TIME is then the time a frame was due in the mix, whatever happened
+        // between building the room and starting it, and the same frame has the same PDT on
+        // every rung.
+        let anchor = std::sync::Arc::new(std::sync::OnceLock::new());
         for (i, (name, tee, src)) in rung_tees.iter().enumerate() {
             learn(src, Some(i));
             let leaky = |n: &str| -> Result<gst::Element> {
@@ -125,10 +131,7 @@ impl Packager {
                 .track(name)
                 .cloned()
                 .with_context(|| format!("no HLS track for rung {name}"))?;
-            // Wall-clock time of running time 0, read off the pipeline clock once it runs
-            // (`started` until then): PROGRAM-DATE-TIME is then the time a frame was due in
-            // the mix, whatever happened between building the room and starting it.
-            let anchor = std::sync::OnceLock::new();
+            let anchor = anchor.clone();
             sink.set_callbacks(
                 gst_app::AppSinkCallbacks::builder()
                     .new_sample(move |sink| {

@@ -268,45 +268,40 @@ impl VideoFilterImpl for Scale {
         let Some(state) = state.as_mut() else {
             return Err(gst::FlowError::Error);
         };
-        // Copied so the output planes can be borrowed mutably below.
-        let (in_strides, out_strides) = (inframe.plane_stride(), outframe.plane_stride().to_vec());
-        let out_info = outframe.info().clone();
-        for plane in 0..inframe.n_planes() {
-            let dims = |info: &gst_video::VideoInfo, strides: &[i32]| {
-                let stride = strides.get(plane as usize).copied().unwrap_or(0);
+        // Every plane's (width, height, stride) on both sides, read before the output
+        // planes are borrowed mutably (fixed arrays: nothing allocated per frame).
+        let dims = |info: &gst_video::VideoInfo, strides: &[i32]| -> [(usize, usize, usize); 3] {
+            std::array::from_fn(|p| {
+                let stride = strides.get(p).copied().unwrap_or(0);
                 (
-                    info.comp_width(plane as u8) as usize,
-                    info.comp_height(plane as u8) as usize,
+                    info.comp_width(p as u8) as usize,
+                    info.comp_height(p as u8) as usize,
                     usize::try_from(stride).unwrap_or(0),
                 )
-            };
-            let src_dims = dims(inframe.info(), in_strides);
-            let dst_dims = dims(&out_info, &out_strides);
-            let src = inframe.plane_data(plane).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ["input plane {plane}: {e}"]
-                );
-                gst::FlowError::Error
-            })?;
-            let dst = outframe.plane_data_mut(plane).map_err(|e| {
-                gst::element_imp_error!(
-                    self,
-                    gst::StreamError::Format,
-                    ["output plane {plane}: {e}"]
-                );
-                gst::FlowError::Error
-            })?;
+            })
+        };
+        let src_dims = dims(inframe.info(), inframe.plane_stride());
+        let dst_dims = dims(outframe.info(), outframe.plane_stride());
+        let fail = |what: std::fmt::Arguments| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ["{}", what]);
+            gst::FlowError::Error
+        };
+        for plane in 0..inframe.n_planes().min(3) {
+            let p = plane as usize;
+            let src = inframe
+                .plane_data(plane)
+                .map_err(|e| fail(format_args!("input plane {plane}: {e}")))?;
+            let dst = outframe
+                .plane_data_mut(plane)
+                .map_err(|e| fail(format_args!("output plane {plane}: {e}")))?;
             let scaler = if plane == 0 {
                 &mut state.luma
             } else {
                 &mut state.chroma
             };
-            scaler.scale(src, src_dims, dst, dst_dims).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["plane {plane}: {e}"]);
-                gst::FlowError::Error
-            })?;
+            scaler
+                .scale(src, src_dims[p], dst, dst_dims[p])
+                .map_err(|e| fail(format_args!("plane {plane}: {e}")))?;
         }
         Ok(gst::FlowSuccess::Ok)
     }
