@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use gst::prelude::*;
 
-use crate::pipeline::{make, queue};
+use crate::pipeline::make;
+use crate::pipeline::tap::Tap;
 
 /// How long media may wait without any buffer entering the network sink before the attempt
 /// is declared stalled (or, before it connected, timed out) and torn down.
@@ -75,10 +76,6 @@ const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(3);
 /// Upper bound on one worker step that is not a teardown (a state change to PLAYING resolving
 /// an SRT host name, a batch of samples).
 const STEP_ALLOWANCE: Duration = Duration::from_secs(2);
-/// How much media the room-side leaky queues hold.
-const BRANCH_QUEUE: gst::ClockTime = gst::ClockTime::from_seconds(1);
-/// How long detaching waits for a tee pad to be idle before unlinking it anyway.
-const UNLINK_TIMEOUT: Duration = Duration::from_secs(1);
 /// After the room's video ended, how long to wait for its audio to end too.
 const AUDIO_EOS_GRACE: Duration = Duration::from_secs(1);
 /// Longest URL accepted.
@@ -685,7 +682,7 @@ pub struct PushOutput {
     shared: Arc<Shared>,
     control: Arc<Control>,
     worker: Option<JoinHandle<()>>,
-    branch: Option<Branch>,
+    branch: Option<Tap>,
 }
 
 impl PushOutput {
@@ -737,8 +734,15 @@ impl PushOutput {
             shared: shared.clone(),
             video_gap: Arc::new(AtomicBool::new(false)),
         };
-        let branch = Branch::build(pipeline, id, video_tee, audio_tee, feed)
-            .with_context(|| format!("push output {id}: cannot branch off the room"))?;
+        let branch = Tap::build(
+            pipeline,
+            &format!("push-{id}"),
+            vec![
+                (video_tee, "video", feed.callbacks(Track::Video)),
+                (audio_tee, "audio", feed.callbacks(Track::Audio)),
+            ],
+        )
+        .with_context(|| format!("push output {id}: cannot branch off the room"))?;
 
         let worker = Worker {
             id: id.to_owned(),
@@ -902,121 +906,6 @@ impl Feed {
             })
             .eos(move |_| on_eos.eos(track))
             .build()
-    }
-}
-
-struct TeeLink {
-    tee: gst::Element,
-    tee_pad: gst::Pad,
-    queue_sink: gst::Pad,
-}
-
-/// The elements the output adds to the room pipeline.
-struct Branch {
-    elements: Vec<gst::Element>,
-    links: Vec<TeeLink>,
-}
-
-impl Branch {
-    fn build(
-        pipeline: &gst::Pipeline,
-        id: &str,
-        video_tee: &gst::Element,
-        audio_tee: &gst::Element,
-        feed: Feed,
-    ) -> Result<Branch> {
-        let mut branch = Branch {
-            elements: Vec::new(),
-            links: Vec::new(),
-        };
-        let res = (|| -> Result<()> {
-            for (tee, track, name) in [
-                (video_tee, Track::Video, "video"),
-                (audio_tee, Track::Audio, "audio"),
-            ] {
-                let q = queue(Some(&format!("push-{id}-{name}-queue")), BRANCH_QUEUE)?;
-                q.set_property_from_str("leaky", "downstream");
-                let sink = gst_app::AppSink::builder()
-                    .name(format!("push-{id}-{name}-sink"))
-                    .sync(false)
-                    .async_(false)
-                    .enable_last_sample(false)
-                    .callbacks(feed.callbacks(track))
-                    .build();
-                let sink: gst::Element = sink.upcast();
-                for e in [&q, &sink] {
-                    pipeline.add(e).with_context(|| {
-                        format!(
-                            "cannot add {} to the room pipeline (is the id unique?)",
-                            e.name()
-                        )
-                    })?;
-                    branch.elements.push(e.clone());
-                }
-                q.link(&sink)?;
-                // Downstream first, so each element runs before data reaches it.
-                sink.sync_state_with_parent()
-                    .with_context(|| format!("{} does not follow the room's state", sink.name()))?;
-                q.sync_state_with_parent()
-                    .with_context(|| format!("{} does not follow the room's state", q.name()))?;
-                let queue_sink = q.static_pad("sink").context("queue has no sink pad")?;
-                let tee_pad = tee
-                    .request_pad_simple("src_%u")
-                    .with_context(|| format!("tee {} gives no pad", tee.name()))?;
-                branch.links.push(TeeLink {
-                    tee: tee.clone(),
-                    tee_pad: tee_pad.clone(),
-                    queue_sink: queue_sink.clone(),
-                });
-                tee_pad
-                    .link(&queue_sink)
-                    .with_context(|| format!("cannot link tee {} to {}", tee.name(), q.name()))?;
-            }
-            Ok(())
-        })();
-        match res {
-            Ok(()) => Ok(branch),
-            Err(e) => {
-                branch.remove(pipeline);
-                Err(e)
-            }
-        }
-    }
-
-    fn remove(self, pipeline: &gst::Pipeline) {
-        for l in &self.links {
-            unlink_when_idle(&l.tee_pad, &l.queue_sink);
-            l.tee.release_request_pad(&l.tee_pad);
-        }
-        for e in &self.elements {
-            let _ = e.set_state(gst::State::Null);
-        }
-        for e in &self.elements {
-            if e.parent().as_ref() == Some(pipeline.upcast_ref::<gst::Object>()) {
-                let _ = pipeline.remove(e);
-            }
-        }
-    }
-}
-
-/// Unlinks a tee pad from the branch when the pad is idle (bounded wait; unlinks anyway after
-/// it: the branch's queue never blocks, so the pad is idle within a buffer's push).
-fn unlink_when_idle(tee_pad: &gst::Pad, queue_sink: &gst::Pad) {
-    if !tee_pad.is_linked() {
-        return;
-    }
-    let (tx, rx) = mpsc::sync_channel::<()>(1);
-    let sink = queue_sink.clone();
-    let probe = tee_pad.add_probe(gst::PadProbeType::IDLE, move |pad, _| {
-        let _ = pad.unlink(&sink);
-        let _ = tx.try_send(());
-        gst::PadProbeReturn::Remove
-    });
-    if probe.is_some() && rx.recv_timeout(UNLINK_TIMEOUT).is_err() {
-        tracing::warn!(pad = %tee_pad.name(), "tee pad never idle; unlinking anyway");
-    }
-    if tee_pad.is_linked() {
-        let _ = tee_pad.unlink(queue_sink);
     }
 }
 

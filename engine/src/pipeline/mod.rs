@@ -7,6 +7,7 @@ pub mod encode;
 pub mod mixer;
 pub mod publisher;
 pub mod seat;
+pub mod tap;
 
 use anyhow::{Context, Result};
 use gst::prelude::*;
