@@ -59,6 +59,21 @@ pub struct Config {
     /// `push_backoff_max_ms`.
     pub push_backoff_initial_ms: u64,
     pub push_backoff_max_ms: u64,
+    /// STUN/TURN servers for WebRTC (`stun:host[:port]`, `turn:user:password@host[:port]`),
+    /// used by showmix's own peers and advertised to WHIP/WHEP clients in `Link` headers.
+    pub ice_servers: Vec<String>,
+    /// Local UDP ports WebRTC media uses, `<min>-<max>` (open them in the firewall); empty:
+    /// any free port.
+    pub webrtc_udp_ports: String,
+    /// Addresses WebRTC host candidates are gathered on. Empty: the API's listen address, or
+    /// every interface but loopback when it listens on 0.0.0.0.
+    pub webrtc_addresses: Vec<std::net::IpAddr>,
+    /// A WebRTC session whose ICE has not connected by then is torn down, milliseconds.
+    pub webrtc_connect_timeout_ms: u64,
+    /// How long a WHIP publisher's jitter buffer waits for a late or resent packet, ms.
+    pub webrtc_jitter_buffer_ms: u64,
+    /// WebRTC sessions (publishers and viewers together) the process serves at once.
+    pub max_webrtc_sessions: u32,
 }
 
 impl Default for Config {
@@ -84,6 +99,12 @@ impl Default for Config {
             playback_token_ttl_s: 6 * 3600,
             push_backoff_initial_ms: 1000,
             push_backoff_max_ms: 30_000,
+            ice_servers: Vec::new(),
+            webrtc_udp_ports: String::new(),
+            webrtc_addresses: Vec::new(),
+            webrtc_connect_timeout_ms: 10_000,
+            webrtc_jitter_buffer_ms: 50,
+            max_webrtc_sessions: 500,
         }
     }
 }
@@ -171,6 +192,28 @@ impl Config {
         crate::push::Backoff {
             initial: Duration::from_millis(self.push_backoff_initial_ms),
             max: Duration::from_millis(self.push_backoff_max_ms),
+        }
+    }
+
+    /// WebRTC settings for every peer. Valid after `load`.
+    pub fn ice(&self) -> crate::webrtc::IceConfig {
+        let addresses = if !self.webrtc_addresses.is_empty() {
+            self.webrtc_addresses.clone()
+        } else if self.listen.ip().is_unspecified() {
+            Vec::new()
+        } else {
+            vec![self.listen.ip()]
+        };
+        crate::webrtc::IceConfig {
+            servers: self
+                .ice_servers
+                .iter()
+                .filter_map(|u| crate::webrtc::ice::IceServer::parse(u).ok())
+                .collect(),
+            udp_ports: crate::webrtc::ice::parse_port_range(&self.webrtc_udp_ports).ok(),
+            addresses,
+            connect_timeout: Duration::from_millis(self.webrtc_connect_timeout_ms),
+            jitter_buffer: Duration::from_millis(self.webrtc_jitter_buffer_ms),
         }
     }
 
@@ -263,6 +306,43 @@ impl Config {
         if let Some(v) = env.get("SHOWMIX_PUBLIC_HOST") {
             cfg.public_host = Some(v);
         }
+        if let Some(v) = env.get("SHOWMIX_ICE_SERVERS") {
+            cfg.ice_servers = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(v) = env.get("SHOWMIX_WEBRTC_UDP_PORTS") {
+            cfg.webrtc_udp_ports = v;
+        }
+        if let Some(v) = env.get("SHOWMIX_WEBRTC_ADDRESSES") {
+            let mut addrs = Vec::new();
+            for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                match a.parse() {
+                    Ok(ip) => addrs.push(ip),
+                    Err(_) => c.fail(
+                        "webrtc_addresses",
+                        format!("{a:?} is not an IP address (allowed: e.g. 192.0.2.10,127.0.0.1)"),
+                    ),
+                }
+            }
+            cfg.webrtc_addresses = addrs;
+        }
+        set_num(
+            &mut c,
+            "SHOWMIX_WEBRTC_CONNECT_TIMEOUT_MS",
+            &mut cfg.webrtc_connect_timeout_ms,
+        );
+        set_num(
+            &mut c,
+            "SHOWMIX_WEBRTC_JITTER_BUFFER_MS",
+            &mut cfg.webrtc_jitter_buffer_ms,
+        );
+        let mut sessions = u64::from(cfg.max_webrtc_sessions);
+        set_num(&mut c, "SHOWMIX_MAX_WEBRTC_SESSIONS", &mut sessions);
+        cfg.max_webrtc_sessions = sessions.min(u64::from(u32::MAX)) as u32;
         cfg.max_rooms = rooms.min(u64::from(u32::MAX)) as u32;
         cfg.max_seats_per_room = seats.min(u64::from(u32::MAX)) as u32;
         if let Some(v) = env.get("SHOWMIX_PRESETS_DIR") {
@@ -410,6 +490,43 @@ impl Config {
                 ),
             );
         }
+        for (i, u) in self.ice_servers.iter().enumerate() {
+            if let Err(e) = crate::webrtc::ice::IceServer::parse(u) {
+                c.fail(format!("ice_servers[{i}]"), e);
+            }
+        }
+        if !self.webrtc_udp_ports.is_empty()
+            && let Err(e) = crate::webrtc::ice::parse_port_range(&self.webrtc_udp_ports)
+        {
+            c.fail("webrtc_udp_ports", e);
+        }
+        for a in &self.webrtc_addresses {
+            if a.is_unspecified() || a.is_multicast() {
+                c.fail(
+                    "webrtc_addresses",
+                    format!("{a} is not a unicast address of this machine"),
+                );
+            }
+        }
+        if !(1000..=120_000).contains(&self.webrtc_connect_timeout_ms) {
+            c.fail(
+                "webrtc_connect_timeout_ms",
+                format!(
+                    "{} is out of range (allowed 1000..=120000)",
+                    self.webrtc_connect_timeout_ms
+                ),
+            );
+        }
+        if !(0..=2000).contains(&self.webrtc_jitter_buffer_ms) {
+            c.fail(
+                "webrtc_jitter_buffer_ms",
+                format!(
+                    "{} is out of range (allowed 0..=2000)",
+                    self.webrtc_jitter_buffer_ms
+                ),
+            );
+        }
+        c.range_u32("max_webrtc_sessions", self.max_webrtc_sessions, 1, 100_000);
         match &self.api_token {
             Some(t) if t.len() < 16 || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
                 c.fail(

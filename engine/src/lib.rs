@@ -21,6 +21,7 @@ pub mod room;
 pub mod serve;
 pub mod service;
 pub mod source;
+pub mod webrtc;
 
 use std::sync::OnceLock;
 

@@ -25,6 +25,9 @@ use crate::presets::validate::is_valid_name;
 use crate::presets::{Beauty, Ladder, Layout, Presets};
 use crate::room::{OutputKind, Room, RoomSpec, RoomState, RungStats, SeatState, SeatStats};
 
+mod webrtc;
+pub use webrtc::SdpAnswer;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -52,6 +55,8 @@ pub struct Engine {
     ingest_ports: Mutex<IngestPorts>,
     /// Signs and checks LL-HLS playback tokens.
     pub playback_signer: TokenSigner,
+    /// WebRTC sessions: WHIP publishers and WHEP viewers.
+    pub webrtc: Arc<crate::webrtc::Sessions>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,6 +78,9 @@ pub struct IngestView {
     /// Complete URL ffmpeg can publish to (`-f mpegts`).
     pub srt: Option<String>,
     pub srt_stream_id: String,
+    /// WHIP endpoint (RFC 9725) for browsers and OBS: POST an SDP offer with
+    /// `Authorization: Bearer <key>`.
+    pub whip: Option<String>,
     pub key: String,
     #[serde(flatten)]
     pub publisher: crate::room::PublishInfo,
@@ -222,6 +230,9 @@ pub struct Playback {
     /// LL-HLS multivariant playlist, when the room has LL-HLS (with a playback token in the
     /// path when tokens are required).
     pub hls: Option<String>,
+    /// WHEP endpoint (WebRTC playback of the top rung; `/live/{room}/{rung}/whep` for another),
+    /// with the same token as `hls`.
+    pub whep: Option<String>,
     /// When the token in `hls` expires (Unix seconds); absent without tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
@@ -233,6 +244,7 @@ pub struct PlaybackToken {
     pub token: String,
     pub expires_at: u64,
     pub hls: String,
+    pub whep: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -282,6 +294,7 @@ impl Engine {
             .unwrap_or_else(|| crate::api::model::random_id() + &crate::api::model::random_id());
         Self {
             playback_signer: TokenSigner::new(secret.as_bytes()),
+            webrtc: crate::webrtc::Sessions::new(config.ice(), config.max_webrtc_sessions as usize),
             config,
             presets,
             rooms: Mutex::new(BTreeMap::new()),
@@ -325,32 +338,30 @@ impl Engine {
         })
     }
 
-    /// Where viewers play `room` (a fresh token in the URL when tokens are required).
+    /// Where viewers play `room` (a fresh token in the URLs when tokens are required).
     fn playback(&self, room: &str, has_hls: bool, ttl: Option<Duration>) -> Playback {
-        let port = lock(&self.ingest_ports).api;
-        let (Some(port), true) = (port, has_hls) else {
+        let Some(port) = lock(&self.ingest_ports).api else {
             return Playback {
                 hls: None,
+                whep: None,
                 expires_at: None,
             };
         };
         let host = self.config.public_host();
-        if !self.config.playback_tokens_required() && ttl.is_none() {
-            return Playback {
-                hls: Some(format!("http://{host}:{port}/live/{room}/index.m3u8")),
-                expires_at: None,
-            };
-        }
-        let (token, expires_at) = self.playback_signer.mint(
-            room,
-            SystemTime::now(),
-            ttl.unwrap_or_else(|| self.config.playback_token_ttl()),
-        );
+        let (segment, expires_at) = if !self.config.playback_tokens_required() && ttl.is_none() {
+            (room.to_owned(), None)
+        } else {
+            let (token, expires_at) = self.playback_signer.mint(
+                room,
+                SystemTime::now(),
+                ttl.unwrap_or_else(|| self.config.playback_token_ttl()),
+            );
+            (format!("{room}~{token}"), Some(expires_at))
+        };
         Playback {
-            hls: Some(format!(
-                "http://{host}:{port}/live/{room}~{token}/index.m3u8"
-            )),
-            expires_at: Some(expires_at),
+            hls: has_hls.then(|| format!("http://{host}:{port}/live/{segment}/index.m3u8")),
+            whep: Some(format!("http://{host}:{port}/live/{segment}/whep")),
+            expires_at,
         }
     }
 
@@ -369,6 +380,7 @@ impl Engine {
         let ttl = ttl.unwrap_or_else(|| self.config.playback_token_ttl());
         let p = self.playback(room, true, Some(ttl));
         let hls = p.hls.unwrap_or_default();
+        let whep = p.whep.unwrap_or_default();
         let token = hls
             .split_once('~')
             .and_then(|(_, t)| t.split_once('/'))
@@ -378,6 +390,7 @@ impl Engine {
             token,
             expires_at: p.expires_at.unwrap_or_default(),
             hls,
+            whep,
         })
     }
 
@@ -398,6 +411,9 @@ impl Engine {
             rtmp_stream_key: ports.rtmp.map(|_| format!("{seat}?key={key}")),
             srt: ports.srt.map(|p| keys::srt_url(&host, p, room, seat, &key)),
             srt_stream_id: keys::srt_stream_id(room, seat, &key),
+            whip: ports
+                .api
+                .map(|p| format!("http://{host}:{p}/whip/{room}/{seat}")),
             key,
             publisher: info,
         }
@@ -627,6 +643,7 @@ impl Engine {
             .remove(id)
             .ok_or_else(|| ApiError::not_found(format!("no room {id:?}")))?;
         let grace = self.config.shutdown_grace();
+        self.webrtc.close_room(id);
         stop_entry(&entry, grace);
         self.rooms_ended.fetch_add(1, Relaxed);
         Ok(())
@@ -771,6 +788,7 @@ impl Engine {
     /// Stops accepting rooms and ends every room cleanly, in parallel, within `grace`.
     pub fn shutdown(&self, grace: Duration) {
         self.accepting.store(false, Relaxed);
+        self.webrtc.close_all("shutdown");
         let entries: Vec<Arc<RoomEntry>> = std::mem::take(&mut *lock(&self.rooms))
             .into_values()
             .collect();
@@ -797,6 +815,11 @@ impl IngestRouter for Engine {
         let t = match req.protocol {
             Protocol::Rtmp => keys::parse_rtmp(&req.app, &req.name)?,
             Protocol::Srt => keys::parse_srt(&req.name)?,
+            Protocol::Whip => {
+                return Err(Refusal::Malformed(
+                    "WHIP publishers come through the HTTP API".into(),
+                ));
+            }
         };
         let entry = lock(&self.rooms)
             .get(&t.room)
@@ -806,7 +829,15 @@ impl IngestRouter for Engine {
         let room = guard.as_ref().ok_or(Refusal::Gone)?;
         // Building and starting the publisher's bin touches GStreamer state: let the async
         // runtime move other tasks off this worker meanwhile.
-        blocking_ok(|| room.attach_publisher(&t.seat, &t.key, req.protocol, req.peer))
+        blocking_ok(|| {
+            room.attach_publisher(
+                &t.seat,
+                &t.key,
+                crate::pipeline::publisher::Input::Container(req.protocol),
+                req.peer,
+            )
+        })
+        .map(|s| Box::new(s) as Box<dyn PublishSink>)
     }
 }
 

@@ -391,9 +391,49 @@ async fn live(
     })
 }
 
-async fn handle(st: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    st: Arc<State>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<Body>, Infallible> {
     let started = Instant::now();
     let method = req.method().as_str().to_owned();
+    if let Some(target) = super::webrtc::parse_path(req.uri().path()) {
+        let template = if req.uri().path().starts_with("/whip/") {
+            "/whip/{room}/{seat}"
+        } else {
+            "/live/{room}/whep"
+        };
+        let resp = match target {
+            Err(e) => error_response(e),
+            Ok(target) => {
+                let headers = req.headers().clone();
+                let limit = st.engine.config.max_body_bytes;
+                let deadline = st.engine.config.request_timeout();
+                let engine = st.engine.clone();
+                let work = async {
+                    let body = read_body(req, limit).await?;
+                    super::webrtc::handle(engine, target, &method, &headers, body, peer).await
+                };
+                match tokio::time::timeout(deadline, work).await {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => error_response(e),
+                    Err(_) => error_response(ApiError::timeout(format!(
+                        "the request took longer than {} ms",
+                        deadline.as_millis()
+                    ))),
+                }
+            }
+        };
+        let resp = super::webrtc::cors(resp);
+        st.http.record(
+            template,
+            &method,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return Ok(resp);
+    }
     if req.uri().path().starts_with("/live/") {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or_default().to_owned();
@@ -456,8 +496,8 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((s, _)) => s,
+                let (stream, peer) = match accepted {
+                    Ok((s, peer)) => (s, peer),
                     Err(e) => {
                         // Out of descriptors and the like: back off instead of spinning.
                         tracing::warn!("accept failed: {e}");
@@ -470,7 +510,7 @@ pub async fn serve(
                 let conn = http1::Builder::new()
                     .timer(TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(st.clone(), req)));
+                    .serve_connection(TokioIo::new(stream), service_fn(move |req| handle(st.clone(), req, peer)));
                 let fut = graceful.watch(conn);
                 tokio::spawn(async move {
                     let _ = fut.await;

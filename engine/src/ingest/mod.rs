@@ -24,6 +24,8 @@ pub enum Protocol {
     Rtmp,
     /// MPEG-TS packets.
     Srt,
+    /// WebRTC (WHIP): depayloaded elementary streams, not bytes.
+    Whip,
 }
 
 impl Protocol {
@@ -31,6 +33,7 @@ impl Protocol {
         match self {
             Protocol::Rtmp => "rtmp",
             Protocol::Srt => "srt",
+            Protocol::Whip => "whip",
         }
     }
 }

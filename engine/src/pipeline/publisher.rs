@@ -1,6 +1,7 @@
-//! A publisher's bin: the byte stream from one RTMP or SRT connection, demuxed, parsed and
-//! decoded into the same two pads a seat bin has (`video` raw, `audio` F32 48 kHz stereo),
-//! with timestamps put on the room's clock.
+//! A publisher's bin: the byte stream from one RTMP or SRT connection (demuxed), or the
+//! elementary streams of one WebRTC (WHIP) session (already depayloaded), parsed and decoded
+//! into the same two pads a seat bin has (`video` raw, `audio` F32 48 kHz stereo), with
+//! timestamps put on the room's clock.
 //!
 //! One bin per connection: a reconnecting publisher gets a fresh demuxer and decoders (its new
 //! stream starts with new headers), while the seat keeps its mixer pads, so the tile and the
@@ -9,6 +10,8 @@
 //! ```text
 //! appsrc (FLV | MPEG-TS bytes) ─ flvdemux | tsdemux ─┬─ h264parse|h265parse ─ avdec ─ queue ─ [retime] ─▶ video
 //!                                                    └─ aacparse ─ avdec_aac ─ convert ─ resample ─ level ─ queue ─ [retime] ─▶ audio
+//! appsrc "video" (H.264 AU | VP8) ─ h264parse ─ avdec_h264 | vp8dec ─ queue ─ [retime] ─▶ video   (WHIP)
+//! appsrc "audio" (Opus) ─ opusdec ─ convert ─ resample ─ level ─ queue ─ [retime] ─▶ audio
 //! ```
 
 use std::sync::{Arc, Mutex};
@@ -26,9 +29,43 @@ pub const LEAD_MS: u64 = 60;
 
 pub struct PublisherBin {
     pub bin: gst::Bin,
-    pub appsrc: gst_app::AppSrc,
+    pub feed: Feed,
     pub video: gst::Pad,
     pub audio: gst::Pad,
+}
+
+/// What a publisher's connection delivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// A container byte stream: FLV (RTMP) or MPEG-TS (SRT).
+    Container(Protocol),
+    /// Depayloaded WebRTC media: the video codec, and whether Opus audio comes too.
+    Webrtc { video: WebrtcVideo, audio: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebrtcVideo {
+    /// H.264 byte-stream access units.
+    H264,
+    Vp8,
+}
+
+impl Input {
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            Input::Container(p) => *p,
+            Input::Webrtc { .. } => Protocol::Whip,
+        }
+    }
+}
+
+/// Where the connection's data enters the bin.
+pub enum Feed {
+    Bytes(gst_app::AppSrc),
+    Media {
+        video: gst_app::AppSrc,
+        audio: Option<gst_app::AppSrc>,
+    },
 }
 
 /// Called from a streaming thread when the stream carries something the seat cannot show.
@@ -38,6 +75,7 @@ fn allowed(protocol: Protocol) -> &'static str {
     match protocol {
         Protocol::Rtmp => "H.264 video and AAC audio over RTMP",
         Protocol::Srt => "H.264 or H.265 video and AAC audio over SRT",
+        Protocol::Whip => crate::webrtc::sdp::WHIP_SUPPORTED,
     }
 }
 
@@ -57,7 +95,7 @@ fn describe(caps: &gst::CapsRef) -> String {
 
 pub fn build(
     name: &str,
-    protocol: Protocol,
+    input: Input,
     element: &gst::Element,
     on_unsupported: OnUnsupported,
     filter: &super::beauty::SeatFilter,
@@ -65,9 +103,130 @@ pub fn build(
 ) -> Result<PublisherBin> {
     let bin = gst::Bin::builder().name(name).build();
     bin.set_property("async-handling", true);
+    let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
+    let aconv = make("audioconvert", Some("aconv"))?;
+    let ares = make("audioresample", Some("ares"))?;
+    let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
+    let level = make("level", Some("level"))?;
+    level.set_property("interval", gst::ClockTime::from_mseconds(200).nseconds());
+    level.set_property("post-messages", true);
+    bin.add_many([&aconv, &ares, &acaps, &level, &aq])?;
+    let (vin, vq) = filter.build(&bin, beauty)?;
+    gst::Element::link_many([&aconv, &ares, &acaps, &level, &aq])?;
+
+    let video = gst::GhostPad::with_target(&vq.static_pad("src").context("queue src")?)?;
+    video.set_property("name", "video");
+    let audio = gst::GhostPad::with_target(&aq.static_pad("src").context("queue src")?)?;
+    audio.set_property("name", "audio");
+    bin.add_pad(&video)?;
+    bin.add_pad(&audio)?;
+
+    let vsink = vin.static_pad("sink").context("converter sink")?;
+    let asink = aconv.static_pad("sink").context("audioconvert sink")?;
+    let feed = match input {
+        Input::Container(protocol) => demuxed(&bin, protocol, on_unsupported, vsink, asink)?,
+        Input::Webrtc { video, audio } => {
+            let src = |n: &str| {
+                gst_app::AppSrc::builder()
+                    .name(n)
+                    .format(gst::Format::Time)
+                    .is_live(true)
+                    .block(false)
+                    .build()
+            };
+            let vsrc = src("ingest-video");
+            bin.add(&vsrc)?;
+            let (parser, decoder) = match video {
+                WebrtcVideo::H264 => (Some("h264parse"), "avdec_h264"),
+                WebrtcVideo::Vp8 => (None, "vp8dec"),
+            };
+            decode_chain(
+                &bin,
+                parser,
+                decoder,
+                &vsrc.static_pad("src").context("appsrc src")?,
+                &vsink,
+            )?;
+            let asrc = if audio {
+                let a = src("ingest-audio");
+                bin.add(&a)?;
+                decode_chain(
+                    &bin,
+                    None,
+                    "opusdec",
+                    &a.static_pad("src").context("appsrc src")?,
+                    &asink,
+                )?;
+                Some(a)
+            } else {
+                None
+            };
+            Feed::Media {
+                video: vsrc,
+                audio: asrc,
+            }
+        }
+    };
+
+    install_retiming(
+        element,
+        &[
+            (video.upcast_ref(), Stream::Video),
+            (audio.upcast_ref(), Stream::Audio),
+        ],
+    );
+    for pad in [video.upcast_ref::<gst::Pad>(), audio.upcast_ref()] {
+        answer_latency(pad);
+    }
+    Ok(PublisherBin {
+        bin,
+        feed,
+        video: video.upcast(),
+        audio: audio.upcast(),
+    })
+}
+
+/// `[parser ─] decoder` from `src` to `target`, added to a bin that may already run.
+fn decode_chain(
+    bin: &gst::Bin,
+    parser: Option<&str>,
+    decoder: &str,
+    src: &gst::Pad,
+    target: &gst::Pad,
+) -> Result<()> {
+    let d = make(decoder, None)?;
+    if d.find_property("output-corrupt").is_some() {
+        // A stream that starts mid-GOP shows nothing rather than grey smears.
+        d.set_property("output-corrupt", false);
+    }
+    bin.add(&d)?;
+    d.static_pad("src").context("decoder src")?.link(target)?;
+    let first = match parser {
+        Some(p) => {
+            let p = make(p, None)?;
+            bin.add(&p)?;
+            p.link(&d)?;
+            p.sync_state_with_parent()?;
+            p
+        }
+        None => d.clone(),
+    };
+    d.sync_state_with_parent()?;
+    src.link(&first.static_pad("sink").context("parser sink")?)?;
+    Ok(())
+}
+
+/// The container case: appsrc ─ demuxer, whose streams get their decoders as they appear.
+fn demuxed(
+    bin: &gst::Bin,
+    protocol: Protocol,
+    on_unsupported: OnUnsupported,
+    vsink: gst::Pad,
+    asink: gst::Pad,
+) -> Result<Feed> {
     let caps = match protocol {
         Protocol::Rtmp => gst::Caps::builder("video/x-flv").build(),
-        Protocol::Srt => gst::Caps::builder("video/mpegts")
+        _ => gst::Caps::builder("video/mpegts")
             .field("systemstream", true)
             .field("packetsize", 188i32)
             .build(),
@@ -81,37 +240,10 @@ pub fn build(
         .build();
     let demux = match protocol {
         Protocol::Rtmp => make("flvdemux", Some("demux"))?,
-        Protocol::Srt => make("tsdemux", Some("demux"))?,
+        _ => make("tsdemux", Some("demux"))?,
     };
-    let aq = queue(Some("aqueue"), gst::ClockTime::from_mseconds(500))?;
-    let aconv = make("audioconvert", Some("aconv"))?;
-    let ares = make("audioresample", Some("ares"))?;
-    let acaps = capsfilter(Some("acaps"), &audio_caps(MIX_RATE, MIX_CHANNELS))?;
-    let level = make("level", Some("level"))?;
-    level.set_property("interval", gst::ClockTime::from_mseconds(200).nseconds());
-    level.set_property("post-messages", true);
-    bin.add_many([
-        appsrc.upcast_ref(),
-        &demux,
-        &aconv,
-        &ares,
-        &acaps,
-        &level,
-        &aq,
-    ])?;
-    let (vin, vq) = filter.build(&bin, beauty)?;
+    bin.add_many([appsrc.upcast_ref(), &demux])?;
     appsrc.link(&demux)?;
-    gst::Element::link_many([&aconv, &ares, &acaps, &level, &aq])?;
-
-    let video = gst::GhostPad::with_target(&vq.static_pad("src").context("queue src")?)?;
-    video.set_property("name", "video");
-    let audio = gst::GhostPad::with_target(&aq.static_pad("src").context("queue src")?)?;
-    audio.set_property("name", "audio");
-    bin.add_pad(&video)?;
-    bin.add_pad(&audio)?;
-
-    let vsink = vin.static_pad("sink").context("converter sink")?;
-    let asink = aconv.static_pad("sink").context("audioconvert sink")?;
     let bin_weak = bin.downgrade();
     demux.connect_pad_added(move |_, pad| {
         let Some(bin) = bin_weak.upgrade() else {
@@ -144,42 +276,11 @@ pub fn build(
         if target.is_linked() {
             return; // a second stream of the same kind: ignored
         }
-        let link = || -> Result<()> {
-            let p = make(parser, None)?;
-            let d = make(decoder, None)?;
-            if d.find_property("output-corrupt").is_some() {
-                // A stream that starts mid-GOP shows nothing rather than grey smears.
-                d.set_property("output-corrupt", false);
-            }
-            bin.add_many([&p, &d])?;
-            p.link(&d)?;
-            d.static_pad("src").context("decoder src")?.link(target)?;
-            p.sync_state_with_parent()?;
-            d.sync_state_with_parent()?;
-            pad.link(&p.static_pad("sink").context("parser sink")?)?;
-            Ok(())
-        };
-        if let Err(e) = link() {
+        if let Err(e) = decode_chain(&bin, Some(parser), decoder, pad, target) {
             on_unsupported(format!("cannot decode {}: {e:#}", describe(&caps)));
         }
     });
-
-    install_retiming(
-        element,
-        &[
-            (video.upcast_ref(), Stream::Video),
-            (audio.upcast_ref(), Stream::Audio),
-        ],
-    );
-    for pad in [video.upcast_ref::<gst::Pad>(), audio.upcast_ref()] {
-        answer_latency(pad);
-    }
-    Ok(PublisherBin {
-        bin,
-        appsrc,
-        video: video.upcast(),
-        audio: audio.upcast(),
-    })
+    Ok(Feed::Bytes(appsrc))
 }
 
 /// The bin's buffers leave timed `LEAD_MS` ahead of "now", whatever the decoders and demuxer

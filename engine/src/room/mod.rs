@@ -16,6 +16,7 @@ mod publish;
 pub mod spec;
 pub use publish::PublishInfo;
 pub mod stats;
+mod webrtc;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -184,6 +185,12 @@ struct Inner {
     events: Mutex<Option<std::sync::mpsc::Sender<Event>>>,
     /// LL-HLS packaging, when the room has it.
     hls: Option<Arc<hls::Packager>>,
+    /// The mixed audio before encoding.
+    raw_audio_tee: gst::Element,
+    /// Keyframes on demand for WebRTC viewers.
+    keyframes: Arc<webrtc::KeyframeForcer>,
+    /// WebRTC playback branches, built when the first viewer comes.
+    webrtc: Mutex<webrtc::WebrtcTaps>,
 }
 
 /// When a seat counts as stalled, and how long its tile holds the last frame.
@@ -322,11 +329,15 @@ impl Room {
         )?;
         let (aenc, aparse) = encode::audio_encoder(&ladder.audio)?;
         let aq = queue(Some("aenc-queue"), gst::ClockTime::SECOND)?;
+        // The mixed audio before encoding, for outputs that need another codec (WebRTC: Opus).
+        let raw_audio_tee = make("tee", Some("audio-raw"))?;
+        raw_audio_tee.set_property("allow-not-linked", true);
         let audio_tee = make("tee", Some("audio"))?;
         audio_tee.set_property("allow-not-linked", true);
         pipeline.add_many([
             &audiomixer,
             &mix_caps,
+            &raw_audio_tee,
             &aq,
             &aconv,
             &ares,
@@ -337,6 +348,7 @@ impl Room {
         gst::Element::link_many([
             &audiomixer,
             &mix_caps,
+            &raw_audio_tee,
             &aq,
             &aconv,
             &ares,
@@ -378,6 +390,8 @@ impl Room {
         monotonic_guard(&audiomixer, &spec.id);
         let gate = StopGate::new();
         gate.attach(&canvas_caps.static_pad("src").context("canvas src")?);
+        let keyframes = webrtc::KeyframeForcer::new(ladder.gop_frames());
+        keyframes.attach(&canvas_caps.static_pad("src").context("canvas src")?);
         gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
 
         let rungs = build_ladder(&pipeline, &mix_tee, &ladder)?;
@@ -469,6 +483,9 @@ impl Room {
             timing: spec.timing,
             events: Mutex::new(Some(events_tx.clone())),
             hls,
+            raw_audio_tee,
+            keyframes,
+            webrtc: Mutex::new(webrtc::WebrtcTaps::default()),
         });
         for s in spec.seats {
             inner.attach_seat(s)?;
@@ -593,6 +610,21 @@ impl Room {
 
     pub fn layout(&self) -> Layout {
         self.inner.layout.layout()
+    }
+
+    /// The hub WebRTC viewers of `rung` (default: the top rung) join; built on first use.
+    pub fn whep_hub(&self, rung: Option<&str>) -> Result<Arc<crate::webrtc::playback::Hub>> {
+        self.inner.whep_hub(rung)
+    }
+
+    /// WebRTC viewers now watching.
+    pub fn whep_viewers(&self) -> usize {
+        self.inner.whep_viewers()
+    }
+
+    /// Keyframes forced for WebRTC viewers so far.
+    pub fn forced_keyframes(&self) -> u64 {
+        self.inner.keyframes.forced.load(Relaxed)
     }
 
     /// The room's LL-HLS presentation, if it has one.

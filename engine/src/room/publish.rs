@@ -1,4 +1,4 @@
-//! Publish seats: a seat whose media comes from a live publisher (RTMP or SRT).
+//! Publish seats: a seat whose media comes from a live publisher (RTMP, SRT or WHIP).
 //!
 //! The seat owns its mixer pads for its whole life; each accepted publisher gets its own bin
 //! (`pipeline::publisher`) linked to them, and loses it when it leaves. Between publishers the
@@ -22,6 +22,7 @@ use bytes::Bytes;
 use gst::prelude::*;
 
 use super::{Inner, Room, Seat, SeatSpec, SeatState, lock};
+use crate::ingest::retime::Stream;
 use crate::ingest::{Protocol, PublishSink, Refusal, keys};
 use crate::pipeline::publisher;
 use crate::room::stats::SeatCounters;
@@ -53,7 +54,7 @@ pub(super) struct PublishState {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PublishInfo {
     pub key: String,
-    /// `rtmp` or `srt` while a publisher is connected.
+    /// `rtmp`, `srt` or `whip` while a publisher is connected.
     pub publisher: Option<&'static str>,
     pub peer: Option<String>,
     pub connected_seconds: Option<f64>,
@@ -229,10 +230,11 @@ impl Room {
         &self,
         seat_id: &str,
         key: &str,
-        protocol: Protocol,
+        input: publisher::Input,
         peer: SocketAddr,
-    ) -> Result<Box<dyn PublishSink>, Refusal> {
+    ) -> Result<SeatSink, Refusal> {
         let inner = &self.inner;
+        let protocol = input.protocol();
         let stall = inner.timing.stall_timeout;
         // Phase 1, locked: check, decide a takeover, reserve a generation.
         let (generation, old, comp_pad, mix_pad, counters, filter, beauty) = {
@@ -288,7 +290,7 @@ impl Room {
         let name = format!("seat-{seat_id}~{generation}");
         let pb = publisher::build(
             &name,
-            protocol,
+            input,
             inner.pipeline.upcast_ref(),
             on_unsupported,
             &filter,
@@ -335,17 +337,18 @@ impl Room {
         }
         counters.publishes.fetch_add(1, Relaxed);
         tracing::info!(room = %inner.id, seat = seat_id, %peer, protocol = protocol.as_str(), "publisher accepted");
-        Ok(Box::new(SeatSink {
+        Ok(SeatSink {
             inner: Arc::downgrade(inner),
             seat: seat_id.to_owned(),
             generation,
-            appsrc: pb.appsrc,
+            feed: pb.feed,
+            caps: [None, None],
             failure,
             connected_at: Instant::now(),
             counters: counters.clone(),
             frames_at_start: counters.video_frames.load(Relaxed),
             ended: false,
-        }))
+        })
     }
 
     /// A new publish key for a seat. The live publisher stays; new connections need the new key.
@@ -386,12 +389,16 @@ fn d_after(since: Option<Duration>, connected_at: Instant) -> bool {
     since.is_some_and(|d| d <= connected_at.elapsed())
 }
 
-/// Where a publisher's connection delivers its bytes.
-struct SeatSink {
+/// Where a publisher's connection delivers its bytes (RTMP, SRT) or its depayloaded media
+/// (WHIP). The same checks apply to both: a failed publisher, a seat that cannot keep up, no
+/// decodable picture within `KEYFRAME_TIMEOUT`.
+pub struct SeatSink {
     inner: Weak<Inner>,
     seat: String,
     generation: u64,
-    appsrc: gst_app::AppSrc,
+    feed: publisher::Feed,
+    /// The caps last set on the video and audio appsrcs (WHIP).
+    caps: [Option<gst::Caps>; 2],
     failure: Arc<Mutex<Option<String>>>,
     connected_at: Instant,
     counters: Arc<SeatCounters>,
@@ -407,14 +414,13 @@ impl SeatSink {
         }
         Refusal::Other(reason)
     }
-}
 
-impl PublishSink for SeatSink {
-    fn push(&mut self, data: Bytes) -> Result<(), Refusal> {
+    /// Whether the publisher may go on delivering into `src`.
+    fn check(&self, src: &gst_app::AppSrc) -> Result<(), Refusal> {
         if let Some(r) = lock(&self.failure).clone() {
             return Err(Refusal::Other(r));
         }
-        if self.appsrc.current_level_bytes() > MAX_QUEUED_BYTES {
+        if src.current_level_bytes() > MAX_QUEUED_BYTES {
             return Err(self.cut_off(format!(
                 "the seat cannot keep up: more than {} MB queued",
                 MAX_QUEUED_BYTES >> 20
@@ -428,16 +434,18 @@ impl PublishSink for SeatSink {
                 KEYFRAME_TIMEOUT.as_secs()
             )));
         }
-        self.counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
-        self.appsrc
-            .push_buffer(gst::Buffer::from_slice(data))
-            .map(|_| ())
-            .map_err(|_| Refusal::Gone)
+        Ok(())
     }
 
-    fn end(&mut self, reason: &str) {
+    fn finish(&mut self, reason: &str) {
         if std::mem::replace(&mut self.ended, true) {
             return;
+        }
+        if let publisher::Feed::Media { video, audio } = &self.feed {
+            let _ = video.end_of_stream();
+            if let Some(a) = audio {
+                let _ = a.end_of_stream();
+            }
         }
         if let Some(inner) = self.inner.upgrade() {
             crate::service::blocking_ok(|| {
@@ -447,8 +455,68 @@ impl PublishSink for SeatSink {
     }
 }
 
+impl PublishSink for SeatSink {
+    fn push(&mut self, data: Bytes) -> Result<(), Refusal> {
+        let publisher::Feed::Bytes(appsrc) = &self.feed else {
+            return Err(Refusal::Other(
+                "this publisher delivers media, not bytes".into(),
+            ));
+        };
+        self.check(appsrc)?;
+        self.counters.bytes_in.fetch_add(data.len() as u64, Relaxed);
+        appsrc
+            .push_buffer(gst::Buffer::from_slice(data))
+            .map(|_| ())
+            .map_err(|_| Refusal::Gone)
+    }
+
+    fn end(&mut self, reason: &str) {
+        self.finish(reason);
+    }
+}
+
+impl crate::webrtc::ingest::MediaSink for SeatSink {
+    fn push(
+        &mut self,
+        stream: Stream,
+        buffer: gst::Buffer,
+        caps: &gst::CapsRef,
+    ) -> Result<(), Refusal> {
+        let publisher::Feed::Media { video, audio } = &self.feed else {
+            return Err(Refusal::Other(
+                "this publisher delivers bytes, not media".into(),
+            ));
+        };
+        let src = match stream {
+            Stream::Video => video,
+            Stream::Audio => match audio {
+                Some(a) => a,
+                // The answer accepted no audio: nothing to do with it.
+                None => return Ok(()),
+            },
+        };
+        self.check(src)?;
+        let slot = &mut self.caps[stream as usize];
+        if slot.as_deref() != Some(caps) {
+            let c = caps.to_owned();
+            src.set_caps(Some(&c));
+            *slot = Some(c);
+        }
+        self.counters
+            .bytes_in
+            .fetch_add(buffer.size() as u64, Relaxed);
+        src.push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|_| Refusal::Gone)
+    }
+
+    fn end(&mut self, reason: &str) {
+        self.finish(reason);
+    }
+}
+
 impl Drop for SeatSink {
     fn drop(&mut self) {
-        self.end("connection dropped");
+        self.finish("connection dropped");
     }
 }
