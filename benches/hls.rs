@@ -26,6 +26,7 @@
 //! Run: `cargo bench -p showmix-benches --bench hls`.
 
 #[path = "../tests/browser/driver.rs"]
+#[allow(dead_code)] // each user takes the part it needs
 mod driver;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

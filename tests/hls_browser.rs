@@ -8,6 +8,7 @@
 //! (`make browser-deps`, which `make test` runs).
 
 #[path = "browser/driver.rs"]
+#[allow(dead_code)] // each user takes the part it needs
 mod driver;
 
 use driver::{Play, quantile, series};

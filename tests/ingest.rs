@@ -1,10 +1,11 @@
 //! Live ingest end to end: real ffmpeg publishers over RTMP and SRT on loopback into the seats
 //! of a room served in this process; the mix read back through snapshots, stats and outputs.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use showmix_tests::publisher::Publisher;
 use showmix_tests::server::*;
 use showmix_tests::*;
 
@@ -14,62 +15,6 @@ fn server(hold_ms: u64) -> Server {
         c.srt_listen = "127.0.0.1:0".into();
         c.hold_last_frame_ms = hold_ms;
     })
-}
-
-/// A realtime ffmpeg publisher of a solid colour and a tone, killed on drop.
-struct Publisher(Child);
-
-impl Publisher {
-    fn start(url: &str, colour: &str, tone: u32, extra_video: &[&str]) -> Publisher {
-        let (format, url) = if url.starts_with("srt://") {
-            ("mpegts", format!("{url}&pkt_size=1316&latency=120000"))
-        } else {
-            ("flv", url.to_owned())
-        };
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-v", "error", "-re", "-f", "lavfi", "-i"])
-            .arg(format!("color=c={colour}:s=640x360:r=30"))
-            .args(["-f", "lavfi", "-i"])
-            .arg(format!("sine=f={tone}:sample_rate=48000"))
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-tune",
-                "zerolatency",
-                "-g",
-                "30",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args(extra_video)
-            .args(["-c:a", "aac", "-b:a", "96k", "-f", format])
-            .arg(url)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        Publisher(cmd.spawn().expect("ffmpeg starts"))
-    }
-
-    /// Waits for the publisher to exit on its own (refused); returns its exit status.
-    fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let t = Instant::now();
-        while t.elapsed() < within {
-            if let Some(s) = self.0.try_wait().expect("wait") {
-                return Some(s);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn create(s: &Server, body: Value) -> Value {

@@ -223,6 +223,7 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
     for (proto, c) in [
         ("rtmp", &engine.rtmp_counters),
         ("srt", &engine.srt_counters),
+        ("whip", &engine.webrtc.whip.io),
     ] {
         use std::sync::atomic::Ordering::Relaxed;
         let _ = writeln!(
@@ -252,6 +253,7 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
             );
         }
     }
+    webrtc(&mut out, engine);
     header(
         &mut out,
         "showmix_http_requests_total",
@@ -307,6 +309,106 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         let _ = writeln!(out, "process_resident_memory_bytes {rss}");
     }
     out
+}
+
+/// WebRTC sessions (WHIP publishers, WHEP viewers) and viewers per room.
+fn webrtc(out: &mut String, engine: &Engine) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &engine.webrtc;
+    header(
+        out,
+        "showmix_webrtc_offers_total",
+        "counter",
+        "WebRTC offers received (WHIP publishers, WHEP viewers).",
+    );
+    header(
+        out,
+        "showmix_webrtc_sessions_open",
+        "gauge",
+        "WebRTC sessions open.",
+    );
+    header(
+        out,
+        "showmix_webrtc_sessions_total",
+        "counter",
+        "WebRTC sessions created (offer answered).",
+    );
+    header(
+        out,
+        "showmix_webrtc_connected_total",
+        "counter",
+        "WebRTC sessions that connected (ICE and DTLS up).",
+    );
+    header(
+        out,
+        "showmix_webrtc_refused_total",
+        "counter",
+        "WebRTC offers refused, by reason.",
+    );
+    header(
+        out,
+        "showmix_webrtc_ended_total",
+        "counter",
+        "WebRTC sessions ended, by reason (deleted, failed, ice_timeout, disconnected, room_ended, shutdown).",
+    );
+    for (kind, c) in [("whip", &s.whip), ("whep", &s.whep)] {
+        let _ = writeln!(
+            out,
+            "showmix_webrtc_offers_total{{kind=\"{kind}\"}} {}",
+            c.io.connections_total.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_webrtc_sessions_open{{kind=\"{kind}\"}} {}",
+            c.io.connections_open.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_webrtc_sessions_total{{kind=\"{kind}\"}} {}",
+            c.io.publishes_accepted.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "showmix_webrtc_connected_total{{kind=\"{kind}\"}} {}",
+            c.connected_total.load(Relaxed)
+        );
+        for (reason, n) in c.io.refused() {
+            let _ = writeln!(
+                out,
+                "showmix_webrtc_refused_total{{kind=\"{kind}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+        for (reason, n) in c.ended_by() {
+            let _ = writeln!(
+                out,
+                "showmix_webrtc_ended_total{{kind=\"{kind}\",reason=\"{reason}\"}} {n}"
+            );
+        }
+    }
+    header(
+        out,
+        "showmix_room_webrtc_viewers",
+        "gauge",
+        "WHEP viewers watching the room now.",
+    );
+    header(
+        out,
+        "showmix_room_keyframes_forced_total",
+        "counter",
+        "Keyframes forced on every rung for joining WebRTC viewers.",
+    );
+    engine.for_each_room(|id, room| {
+        let _ = writeln!(
+            out,
+            "showmix_room_webrtc_viewers{{room=\"{id}\"}} {}",
+            room.whep_viewers()
+        );
+        let _ = writeln!(
+            out,
+            "showmix_room_keyframes_forced_total{{room=\"{id}\"}} {}",
+            room.forced_keyframes()
+        );
+    });
 }
 
 #[cfg(test)]

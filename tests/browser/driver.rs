@@ -1,6 +1,7 @@
-//! Runs `tests/browser/play.js` (hls.js in headless Chromium through playwright-core) as a child
-//! process with a hard time limit, and returns the player's report. Shared by
-//! `tests/hls_browser.rs` and `benches/hls.rs` (included with `#[path]`).
+//! Runs the browser scripts in `tests/browser` (through playwright-core, in headless Chromium)
+//! as child processes with a hard time limit, and returns their report: `play.js` (hls.js) for
+//! `tests/hls_browser.rs` and `benches/hls.rs`, `rtc.js` (WHIP/WHEP pages) for
+//! `tests/webrtc_browser.rs` and `benches/webrtc.rs` (all include this file with `#[path]`).
 //!
 //! The child is ended on every path: past the limit it gets SIGTERM (play.js closes the browser
 //! and exits), then SIGKILL; Chromium exits by itself when its DevTools pipe to node closes.
@@ -122,35 +123,56 @@ pub struct Report {
 
 /// Runs play.js and waits for its report, at most `deadline_s + 10` seconds.
 pub fn play(p: &Play) -> Result<Report> {
+    let mut args: Vec<String> = vec![
+        "--src".into(),
+        p.src.clone(),
+        "--warmup".into(),
+        p.warmup_s.to_string(),
+        "--seconds".into(),
+        p.seconds.to_string(),
+        "--sample-ms".into(),
+        p.sample_ms.to_string(),
+        "--deadline".into(),
+        p.deadline_s.to_string(),
+    ];
+    if let Some(d) = &p.serve {
+        args.push("--serve".into());
+        args.push(d.display().to_string());
+    }
+    if let Some(c) = &p.hls_config {
+        args.push("--config".into());
+        args.push(c.to_string());
+    }
+    if p.switch {
+        args.push("--switch".into());
+    }
+    if p.clock {
+        args.push("--clock".into());
+    }
+    run_node("play.js", &args, p.deadline_s)
+}
+
+/// Runs rtc.js with `plan` (see the script's header) and waits for its report.
+pub fn rtc(plan: &Value) -> Result<Report> {
+    let deadline = plan["deadline"].as_u64().unwrap_or(60);
+    run_node("rtc.js", &["--plan".into(), plan.to_string()], deadline)
+}
+
+/// Runs a script of `tests/browser` with node; kills it 10 s past `deadline_s`.
+fn run_node(script: &str, args: &[String], deadline_s: u64) -> Result<Report> {
     let dir = browser_dir();
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("play.js"))
-        .args(["--src", &p.src])
-        .args(["--warmup", &p.warmup_s.to_string()])
-        .args(["--seconds", &p.seconds.to_string()])
-        .args(["--sample-ms", &p.sample_ms.to_string()])
-        .args(["--deadline", &p.deadline_s.to_string()])
+    cmd.arg(dir.join(script))
+        .args(args)
         .current_dir(&dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(d) = &p.serve {
-        cmd.arg("--serve").arg(d);
-    }
-    if let Some(c) = &p.hls_config {
-        cmd.args(["--config", &c.to_string()]);
-    }
-    if p.switch {
-        cmd.arg("--switch");
-    }
-    if p.clock {
-        cmd.arg("--clock");
-    }
     let child = cmd.spawn().context("cannot start node")?;
     let mut child = Reaper(child);
     let out = reader(child.0.stdout.take().context("stdout")?);
     let err = reader(child.0.stderr.take().context("stderr")?);
-    let limit = Duration::from_secs(p.deadline_s + 10);
+    let limit = Duration::from_secs(deadline_s + 10);
     let t0 = Instant::now();
     let mut timed_out = false;
     while matches!(child.0.try_wait(), Ok(None)) {
@@ -166,14 +188,14 @@ pub fn play(p: &Play) -> Result<Report> {
         err.join().unwrap_or_default(),
     );
     if timed_out {
-        bail!("play.js did not finish within {limit:?}; killed. Its log:\n{log}");
+        bail!("{script} did not finish within {limit:?}; killed. Its log:\n{log}");
     }
     let line = out
         .lines()
         .rev()
         .find_map(|l| l.strip_prefix("RESULT "))
-        .with_context(|| format!("play.js printed no result; stdout:\n{out}\nlog:\n{log}"))?;
-    let result: Value = serde_json::from_str(line).context("play.js result is not JSON")?;
+        .with_context(|| format!("{script} printed no result; stdout:\n{out}\nlog:\n{log}"))?;
+    let result: Value = serde_json::from_str(line).context("the result is not JSON")?;
     Ok(Report { result, log })
 }
 

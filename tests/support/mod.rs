@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+pub mod publisher;
 pub mod server;
+pub mod webrtc;
 
 /// Runs a command and fails with its stderr when it does not succeed.
 pub fn run(cmd: &mut Command) -> Result<Output> {
@@ -276,6 +278,7 @@ pub fn streams(path: &Path) -> Result<Streams> {
 }
 
 /// One decoded RGB frame.
+#[derive(Clone)]
 pub struct Frame {
     pub width: u32,
     pub height: u32,

@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 use showmix::api::http::request;
+
+/// The header map `raw` returns.
+pub mod hyper_headers {
+    pub use showmix::api::http::HeaderMap;
+}
 use showmix::config::Config;
 use showmix::presets::Presets;
 use showmix::service::Engine;
@@ -92,6 +97,28 @@ impl Server {
             .expect("request within 30 s")
             .expect("request");
         (s, ct, b.to_vec())
+    }
+
+    /// Any request, with its own headers; returns the response headers too.
+    pub fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> (u16, hyper_headers::HeaderMap, Vec<u8>) {
+        let (s, h, b) = self
+            .rt
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    showmix::api::http::request_with(self.addr, method, path, headers, body),
+                )
+                .await
+            })
+            .expect("request within 30 s")
+            .expect("request");
+        (s, h, b.to_vec())
     }
 
     /// Authorised JSON call.

@@ -33,6 +33,8 @@ use crate::metrics::{HttpMetrics, render};
 use crate::service::Engine;
 
 pub type Body = Full<Bytes>;
+/// Response headers, as `request_with` returns them.
+pub use hyper::HeaderMap;
 
 struct State {
     engine: Arc<Engine>,
@@ -532,6 +534,31 @@ pub async fn request(
     token: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> anyhow::Result<(u16, String, Bytes)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    if body.is_some() {
+        headers.push(("content-type", "application/json"));
+    }
+    let (status, h, bytes) = request_with(addr, method, path, &headers, body).await?;
+    let ctype = h
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Ok((status, ctype, bytes))
+}
+
+/// The same with any request headers; returns the response headers too.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> anyhow::Result<(u16, hyper::HeaderMap, Bytes)> {
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let _ = stream.set_nodelay(true);
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
@@ -542,21 +569,13 @@ pub async fn request(
         .method(method)
         .uri(path)
         .header("host", addr.to_string());
-    if let Some(t) = token {
-        b = b.header(AUTHORIZATION, format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        b = b.header(CONTENT_TYPE, "application/json");
+    for (k, v) in headers {
+        b = b.header(*k, *v);
     }
     let req = b.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
     let resp = sender.send_request(req).await?;
     let status = resp.status().as_u16();
-    let ctype = resp
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await?.to_bytes();
-    Ok((status, ctype, bytes))
+    Ok((status, headers, bytes))
 }

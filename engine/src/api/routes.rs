@@ -55,6 +55,25 @@ pub const PLAYBACK_ROUTES: &[(&str, &str)] = &[
     ("GET", "/live/{room}/{rung}/{object}"),
 ];
 
+/// WHIP and WHEP signalling (see `api::webrtc`): publish keys and playback tokens, not the API
+/// token.
+pub const WEBRTC_ROUTES: &[(&str, &str)] = &[
+    ("POST", "/whip/{room}/{seat}"),
+    ("OPTIONS", "/whip/{room}/{seat}"),
+    ("DELETE", "/whip/{room}/{seat}/{session}"),
+    ("PATCH", "/whip/{room}/{seat}/{session}"),
+    ("OPTIONS", "/whip/{room}/{seat}/{session}"),
+    ("POST", "/live/{room}/whep"),
+    ("OPTIONS", "/live/{room}/whep"),
+    ("DELETE", "/live/{room}/whep/{session}"),
+    ("PATCH", "/live/{room}/whep/{session}"),
+    ("OPTIONS", "/live/{room}/whep/{session}"),
+    ("POST", "/live/{room}/{rung}/whep"),
+    ("OPTIONS", "/live/{room}/{rung}/whep"),
+    ("DELETE", "/live/{room}/{rung}/whep/{session}"),
+    ("PATCH", "/live/{room}/{rung}/whep/{session}"),
+];
+
 impl Route {
     /// The path template, for metrics labels.
     pub fn template(&self) -> &'static str {
@@ -240,6 +259,7 @@ mod openapi {
         let served: BTreeSet<(String, String)> = ROUTES
             .iter()
             .chain(super::PLAYBACK_ROUTES)
+            .chain(super::WEBRTC_ROUTES)
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(

@@ -252,6 +252,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_documented_webrtc_route_parses() {
+        for (_, t) in crate::api::routes::WEBRTC_ROUTES {
+            let p = t
+                .replace("{room}", "r1")
+                .replace("{seat}", "s1")
+                .replace("{rung}", "360p")
+                .replace("{session}", "abc");
+            let target = parse_path(&p)
+                .unwrap_or_else(|| panic!("{t} is not a WebRTC path"))
+                .unwrap_or_else(|e| panic!("{t}: {e:?}"));
+            assert_eq!(target.session.is_some(), t.ends_with("{session}"), "{t}");
+        }
+    }
+
+    #[test]
     fn paths() {
         let t = parse_path("/whip/r1/host").unwrap().unwrap();
         assert_eq!(

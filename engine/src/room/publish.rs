@@ -351,6 +351,24 @@ impl Room {
         })
     }
 
+    /// Whether `key` may publish into `seat_id` at all (the seat exists, takes publishers, and
+    /// the key is its key); says nothing of a live publisher there.
+    pub fn check_publish_key(&self, seat_id: &str, key: &str) -> Result<(), Refusal> {
+        let seats = lock(&self.inner.seats);
+        let seat = seats.get(seat_id).ok_or_else(|| Refusal::UnknownSeat {
+            room: self.inner.id.clone(),
+            seat: seat_id.to_owned(),
+        })?;
+        let p = seat
+            .publish
+            .as_ref()
+            .ok_or_else(|| Refusal::NotPublish(seat_id.to_owned()))?;
+        if !keys::key_matches(key, &p.key) {
+            return Err(Refusal::BadKey(seat_id.to_owned()));
+        }
+        Ok(())
+    }
+
     /// A new publish key for a seat. The live publisher stays; new connections need the new key.
     pub fn rotate_key(&self, seat_id: &str) -> anyhow::Result<String> {
         let mut seats = lock(&self.inner.seats);

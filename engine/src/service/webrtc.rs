@@ -79,6 +79,7 @@ impl Engine {
             seat: seat.to_owned(),
         };
         let sessions = self.webrtc.clone();
+        sessions.offered(&kind);
         let refuse = |e: WebrtcError| -> ApiError { sessions.refuse(&kind, e).into() };
         if !self.accepting.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(refuse(WebrtcError::new(
@@ -95,6 +96,10 @@ impl Engine {
                  /v1/rooms/{room} shows it)",
             )));
         };
+        // Who first, what second: an offer is only read for a key that may publish here.
+        self.with_room(room, |r| Ok(r.check_publish_key(seat, key)))
+            .map_err(|e| refuse(WebrtcError::new(e.status, "unknown_room", e.message)))?
+            .map_err(|e| refuse(refusal(e)))?;
         let parsed = Offer::parse(offer).map_err(|e| refuse(sdp_error(e)))?;
         let choices = sdp::choose_whip(&parsed).map_err(|e| refuse(sdp_error(e)))?;
         let video = choices
@@ -123,6 +128,7 @@ impl Engine {
                 offer,
                 &choices,
                 Box::new(sink),
+                self.webrtc.whip.io.clone(),
                 on_event,
             )
             .map_err(|e| {
@@ -156,6 +162,7 @@ impl Engine {
             rung: rung.map(str::to_owned),
         };
         let sessions = self.webrtc.clone();
+        sessions.offered(&kind);
         let refuse = |e: WebrtcError| -> ApiError { sessions.refuse(&kind, e).into() };
         if self.config.playback_tokens_required() {
             let token = token.ok_or_else(|| {

@@ -51,6 +51,7 @@ impl IngestSession {
         offer: &str,
         choices: &[Choice],
         sink: Box<dyn MediaSink>,
+        counters: Arc<crate::ingest::Counters>,
         on_event: OnEvent,
     ) -> Result<(IngestSession, String)> {
         let peer = Peer::new(name, ice, on_event.clone())?;
@@ -65,7 +66,7 @@ impl IngestSession {
             let Some(pipeline) = pipeline.upgrade() else {
                 return;
             };
-            if let Err(e) = depayload(&pipeline, pad, s.clone(), ev.clone()) {
+            if let Err(e) = depayload(&pipeline, pad, s.clone(), counters.clone(), ev.clone()) {
                 ev(PeerEvent::Failed(format!(
                     "cannot take the publisher's media: {e:#}"
                 )));
@@ -114,6 +115,7 @@ fn depayload(
     pipeline: &gst::Pipeline,
     pad: &gst::Pad,
     sink: SharedSink,
+    counters: Arc<crate::ingest::Counters>,
     on_event: OnEvent,
 ) -> Result<()> {
     let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
@@ -173,6 +175,11 @@ fn depayload(
                 let Ok(sample) = appsink.pull_sample() else {
                     return Ok(gst::FlowSuccess::Ok);
                 };
+                if let Some(b) = sample.buffer() {
+                    counters
+                        .bytes_in
+                        .fetch_add(b.size() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
                 deliver(&sink, stream, &sample, &ev);
                 Ok(gst::FlowSuccess::Ok)
             })

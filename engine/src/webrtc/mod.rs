@@ -24,4 +24,7 @@ pub mod sdp;
 pub mod sessions;
 
 pub use ice::IceConfig;
+/// Binds a webrtcbin's ICE agent to these local addresses (for peers built outside showmix,
+/// such as test clients, that must use the same addresses as the server).
+pub use nice::bind_addresses;
 pub use sessions::{SessionKind, Sessions, WebrtcError};

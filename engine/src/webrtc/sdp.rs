@@ -147,12 +147,21 @@ impl H264Profile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Media {
     pub kind: Kind,
-    /// Port 0: the offerer rejects this section.
+    /// Port 0 without `a=bundle-only`: the offerer rejects this section.
     pub port: u16,
+    /// `a=bundle-only` (RFC 8843): port 0, but in use on the bundle's transport.
+    pub bundle_only: bool,
     pub proto: String,
     pub mid: Option<String>,
     pub direction: Direction,
     pub codecs: Vec<Codec>,
+}
+
+impl Media {
+    /// Not rejected: a port, or bundled (`a=bundle-only`).
+    pub fn in_use(&self) -> bool {
+        self.port != 0 || self.bundle_only
+    }
 }
 
 /// What an offer says, as far as showmix needs it.
@@ -256,6 +265,7 @@ impl Offer {
                         "ice-ufrag" | "ice-pwd" => media_ice[i] = true,
                         "fingerprint" => media_fp[i] = true,
                         "mid" => m.mid = Some(arg.to_owned()),
+                        "bundle-only" => m.bundle_only = true,
                         "rtpmap" => {
                             let c = parse_rtpmap(arg).map_err(|e| {
                                 malformed(format!("line {} ({:?}): {e}", n + 1, truncate(line)))
@@ -287,7 +297,7 @@ impl Offer {
         }
         for (i, m) in media.iter_mut().enumerate() {
             m.direction = media_dir[i].or(session_dir).unwrap_or(Direction::SendRecv);
-            if m.kind == Kind::Other || m.port == 0 {
+            if m.kind == Kind::Other || !m.in_use() {
                 continue;
             }
             if !m.proto.contains("SAVPF") {
@@ -310,12 +320,12 @@ impl Offer {
         Ok(Offer { media, ice_ufrag })
     }
 
-    /// The audio and video sections in use (port not 0).
+    /// The audio and video sections in use.
     fn av(&self) -> impl Iterator<Item = (usize, &Media)> {
         self.media
             .iter()
             .enumerate()
-            .filter(|(_, m)| m.kind != Kind::Other && m.port != 0)
+            .filter(|(_, m)| m.kind != Kind::Other && m.in_use())
     }
 
     fn codecs_offered(&self, kind: Kind) -> String {
@@ -408,6 +418,7 @@ fn parse_m_line(v: &str) -> Result<Media, String> {
     Ok(Media {
         kind,
         port,
+        bundle_only: false,
         proto,
         mid: None,
         direction: Direction::SendRecv,
@@ -789,6 +800,25 @@ mod tests {
             choose_whep(&o, H264Profile::Main),
             Err(SdpError::NoMedia(_))
         ));
+    }
+
+    #[test]
+    fn bundle_only_sections_are_in_use() {
+        // webrtcbin (max-bundle) offers its second section on port 0 with a=bundle-only.
+        let o = chrome_offer("recvonly").replace(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96",
+            "m=video 0 UDP/TLS/RTP/SAVPF 96",
+        );
+        let o = o.replacen("a=mid:1\r\n", "a=mid:1\r\na=bundle-only\r\n", 1);
+        let c = choose_whep(&Offer::parse(&o).unwrap(), H264Profile::Main).unwrap();
+        assert_eq!(c.len(), 2);
+        let rejected = chrome_offer("recvonly").replace("m=audio 9", "m=audio 0");
+        let c = choose_whep(&Offer::parse(&rejected).unwrap(), H264Profile::Main).unwrap();
+        assert_eq!(
+            c.len(),
+            1,
+            "a port-0 section without bundle-only is rejected"
+        );
     }
 
     #[test]

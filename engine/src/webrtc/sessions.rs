@@ -98,27 +98,22 @@ struct Entry {
     live: Mutex<Option<Live>>,
 }
 
-/// Per-kind counters for `/metrics`.
+/// Per-kind counters for `/metrics`. `io` has the same meaning as an ingest listener's
+/// (offers received, sessions open and accepted, media bytes, refusals by reason), so WHIP
+/// shows up next to RTMP and SRT.
 #[derive(Debug, Default)]
 pub struct KindCounters {
-    pub sessions_total: AtomicU64,
-    pub sessions_open: AtomicU64,
+    pub io: Arc<crate::ingest::Counters>,
     /// Sessions that reached ICE+DTLS connected.
     pub connected_total: AtomicU64,
-    refused: Mutex<BTreeMap<&'static str, u64>>,
     ended: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl KindCounters {
-    pub fn refuse(&self, reason: &'static str) {
-        *lock(&self.refused).entry(reason).or_default() += 1;
-    }
     fn ended(&self, reason: &'static str) {
         *lock(&self.ended).entry(reason).or_default() += 1;
     }
-    pub fn refused(&self) -> Vec<(&'static str, u64)> {
-        lock(&self.refused).iter().map(|(k, v)| (*k, *v)).collect()
-    }
+    /// Sessions ended, by why: `deleted`, `failed`, `ice_timeout`, `disconnected`, ...
     pub fn ended_by(&self) -> Vec<(&'static str, u64)> {
         lock(&self.ended).iter().map(|(k, v)| (*k, *v)).collect()
     }
@@ -186,10 +181,30 @@ impl Sessions {
             .count()
     }
 
+    /// An offer arrived (counted whatever becomes of it).
+    pub fn offered(&self, kind: &SessionKind) {
+        self.counters(kind)
+            .io
+            .connections_total
+            .fetch_add(1, Relaxed);
+    }
+
     /// Refuses a request, counted under `reason`.
     pub fn refuse(&self, kind: &SessionKind, e: WebrtcError) -> WebrtcError {
-        self.counters(kind).refuse(e.reason);
+        self.counters(kind).io.refuse(e.reason);
+        tracing::info!(
+            kind = kind.label(),
+            room = kind.room(),
+            status = e.status,
+            "offer refused: {}",
+            e.message
+        );
         e
+    }
+
+    /// The counters of a kind (`whip` or `whep`), for metrics and for sessions to count bytes.
+    pub fn counters_of(&self, whip: bool) -> &KindCounters {
+        if whip { &self.whip } else { &self.whep }
     }
 
     fn start_reaper(self: &Arc<Self>) {
@@ -214,6 +229,7 @@ impl Sessions {
             let Some(entry) = lock(&me.map).get(&id).cloned() else {
                 return;
             };
+            tracing::debug!(session = %id, kind = entry.kind.label(), "peer: {ev:?}");
             match ev {
                 PeerEvent::Connected => {
                     *lock(&entry.disconnected_since) = None;
@@ -272,15 +288,14 @@ impl Sessions {
         let built = build(&id, self.on_event(&id));
         match built {
             Ok((live, answer)) => {
-                counters.sessions_total.fetch_add(1, Relaxed);
-                counters.sessions_open.fetch_add(1, Relaxed);
+                counters.io.publishes_accepted.fetch_add(1, Relaxed);
+                counters.io.connections_open.fetch_add(1, Relaxed);
                 *lock(&entry.live) = Some(live.0);
                 Ok(Created { id, answer })
             }
             Err(e) => {
                 lock(&self.map).remove(&id);
-                counters.refuse(e.reason);
-                Err(e)
+                Err(self.refuse(&kind, e))
             }
         }
     }
@@ -339,7 +354,7 @@ impl Sessions {
             return;
         };
         let counters = self.counters(&entry.kind);
-        counters.sessions_open.fetch_sub(1, Relaxed);
+        counters.io.closed();
         counters.ended(why);
         tracing::info!(
             session = id,
