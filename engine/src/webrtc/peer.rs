@@ -96,6 +96,15 @@ impl Peer {
             agent.set_property("ice-tcp", false);
         }
         super::nice::bind_addresses(&webrtcbin, &ice.addresses).map_err(|e| anyhow!(e))?;
+        if agent.find_property("agent").is_some() {
+            let nice = agent.property::<glib::Object>("agent");
+            if nice.find_property("upnp").is_some() {
+                // libnice asks the LAN's router for a port mapping first and finishes gathering
+                // only when that times out (200 ms): a server has no router to ask, and every
+                // answer waited for it.
+                nice.set_property("upnp", false);
+            }
+        }
         pipeline.add(&webrtcbin)?;
 
         let ev = on_event.clone();
@@ -155,6 +164,7 @@ impl Peer {
         let offer =
             gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Offer, sdp);
         let w = &self.webrtcbin;
+        let t0 = Instant::now();
         wait_promise("set-remote-description", |p| {
             w.emit_by_name::<()>("set-remote-description", &[&offer, &p]);
         })?;
@@ -181,6 +191,7 @@ impl Peer {
             w.emit_by_name::<()>("set-local-description", &[&answer, &p]);
         });
         let started = Instant::now();
+        let answered = started - t0;
         let complete = || {
             w.property::<gst_webrtc::WebRTCICEGatheringState>("ice-gathering-state")
                 == gst_webrtc::WebRTCICEGatheringState::Complete
@@ -190,6 +201,12 @@ impl Peer {
         }
         w.disconnect(handler);
         set?;
+        tracing::debug!(
+            peer = %self.pipeline.name(),
+            "answered in {:?}, ICE gathering {:?} more",
+            answered,
+            started.elapsed()
+        );
         if !complete() {
             tracing::warn!(
                 peer = %self.pipeline.name(),

@@ -3,14 +3,18 @@
 //!
 //! ```text
 //! room: rung tee ─ leaky queue ─ appsink ─┐            per viewer (own pipeline):
-//!       raw audio ─ opusenc ─── appsink ──┴▶ Hub ──▶ appsrc ─ rtph264pay ─┬─ webrtcbin ─▶ network
-//!                                                  appsrc ─ rtpopuspay ──┘
+//!       raw audio ─ opusenc ─── appsink ──┴▶ Hub ──▶ feed pad ─ rtph264pay ─┬─ webrtcbin ─▶ network
+//!                                                  feed pad ─ rtpopuspay ──┘
 //! ```
 //!
-//! The hub hands each encoded buffer (a reference, never a copy) to every viewer's appsrcs.
-//! A viewer starts on a keyframe (the hub asks the room for one when the next is far away) and,
-//! when it cannot keep up, drops video up to the next keyframe rather than queue delay. Each
-//! viewer's timestamps start at its own pipeline's clock, so RTP and RTCP sender reports stay
+//! The hub hands each encoded buffer (a reference, never a copy) to every viewer. It pushes
+//! straight into each viewer's payloader from the tap's own thread, through a pad of the
+//! viewer's pipeline that belongs to no element: no queue and no thread per viewer, so a
+//! viewer costs its payloading, SRTP and send, not two thread wake-ups per buffer. Nothing on
+//! that path blocks (libnice sends without blocking and drops what the socket refuses), and
+//! the tap's queue is leaky, so a slow viewer never holds up the room. A viewer starts on a
+//! keyframe (the hub asks the room for one when the next is far away). Each viewer's
+//! timestamps start at its own pipeline's clock, so RTP and RTCP sender reports stay
 //! consistent between its audio and video.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -23,13 +27,10 @@ use super::peer::{OnEvent, Peer, rtp_caps};
 use super::sdp::{Choice, Kind};
 use crate::pipeline::make;
 
-/// Queued media a viewer may hold before it counts as behind: 500 ms at any bitrate.
-const MAX_QUEUED: gst::ClockTime = gst::ClockTime::from_mseconds(500);
-
 /// One viewer's end of the hub.
 pub struct ViewerFeed {
-    video: gst_app::AppSrc,
-    audio: Option<gst_app::AppSrc>,
+    video: FeedPad,
+    audio: Option<FeedPad>,
     /// The viewer's pipeline: its clock and base time give the timestamps.
     pipeline: gst::Pipeline,
     state: Mutex<FeedState>,
@@ -44,8 +45,64 @@ struct FeedState {
     offset: Option<i64>,
     /// Video was dropped (or never started): wait for a keyframe.
     need_key: bool,
-    vcaps: Option<gst::Caps>,
-    acaps: Option<gst::Caps>,
+}
+
+/// A source pad outside any element, linked to a payloader of the viewer's pipeline: the
+/// hub pushes into it. Sends the sticky events (stream start, caps, segment) itself.
+struct FeedPad {
+    pad: gst::Pad,
+    /// The caps last sent; `None` before the first buffer.
+    caps: Mutex<Option<gst::Caps>>,
+    /// A push failed (the viewer's pipeline is stopping): nothing more goes in.
+    dead: AtomicBool,
+}
+
+impl FeedPad {
+    fn new(name: &str, on_upstream: impl Fn(&gst::Event) + Send + Sync + 'static) -> FeedPad {
+        let pad = gst::Pad::builder(gst::PadDirection::Src)
+            .name(name)
+            .event_function(move |_, _, ev| {
+                on_upstream(&ev);
+                true
+            })
+            .query_function(|pad, _, q| gst::Pad::query_default(pad, None::<&gst::Object>, q))
+            .build();
+        FeedPad {
+            pad,
+            caps: Mutex::new(None),
+            dead: AtomicBool::new(false),
+        }
+    }
+
+    fn push(&self, buffer: gst::Buffer, caps: &gst::CapsRef) {
+        if self.dead.load(Relaxed) {
+            return;
+        }
+        {
+            let mut c = self.caps.lock().unwrap_or_else(|e| e.into_inner());
+            if c.as_deref() != Some(caps) {
+                let owned = caps.to_owned();
+                if c.is_none() {
+                    let _ = self.pad.set_active(true);
+                    self.pad
+                        .push_event(gst::event::StreamStart::new(&self.pad.name()));
+                    self.pad.push_event(gst::event::Caps::new(&owned));
+                    self.pad
+                        .push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+                            gst::ClockTime,
+                        >::new()));
+                } else {
+                    self.pad.push_event(gst::event::Caps::new(&owned));
+                }
+                *c = Some(owned);
+            }
+        }
+        if let Err(e) = self.pad.push(buffer)
+            && e != gst::FlowError::NotLinked
+        {
+            self.dead.store(true, Relaxed);
+        }
+    }
 }
 
 impl ViewerFeed {
@@ -61,40 +118,25 @@ impl ViewerFeed {
             return false;
         }
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.need_key && !key {
-            self.dropped_video.fetch_add(1, Relaxed);
-            return true;
-        }
-        if self.video.current_level_time() > MAX_QUEUED {
-            // Behind: skip to the next keyframe instead of building up delay.
-            st.need_key = true;
-            self.dropped_video.fetch_add(1, Relaxed);
-            return true;
-        }
-        if st.offset.is_none() {
-            let Some(now) = self.running_now() else {
+        let out = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.need_key && !key {
+                self.dropped_video.fetch_add(1, Relaxed);
                 return true;
-            };
-            st.offset = Some(running_ns - now);
-        }
-        st.need_key = false;
-        let Some(out) = st.offset.map(|o| running_ns - o).filter(|t| *t >= 0) else {
-            return false;
+            }
+            if st.offset.is_none() {
+                let Some(now) = self.running_now() else {
+                    return true;
+                };
+                st.offset = Some(running_ns - now);
+            }
+            st.need_key = false;
+            match st.offset.map(|o| running_ns - o).filter(|t| *t >= 0) {
+                Some(t) => t,
+                None => return false,
+            }
         };
-        if st.vcaps.as_deref() != Some(caps) {
-            let c = caps.to_owned();
-            self.video.set_caps(Some(&c));
-            st.vcaps = Some(c);
-        }
-        drop(st);
-        let mut b = buffer.clone();
-        {
-            let b = b.make_mut();
-            b.set_pts(gst::ClockTime::from_nseconds(out as u64));
-            b.set_dts(gst::ClockTime::NONE);
-        }
-        let _ = self.video.push_buffer(b);
+        self.video.push(retimed(buffer, out), caps);
         self.sent_video.fetch_add(1, Relaxed);
         false
     }
@@ -103,28 +145,31 @@ impl ViewerFeed {
         let Some(audio) = &self.audio else {
             return;
         };
-        if self.closed.load(Relaxed) || audio.current_level_time() > MAX_QUEUED {
+        if self.closed.load(Relaxed) {
             return;
         }
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // Audio starts with the first picture.
-        let Some(out) = st.offset.map(|o| running_ns - o).filter(|t| *t >= 0) else {
+        let Some(out) = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .offset
+            .map(|o| running_ns - o)
+            .filter(|t| *t >= 0)
+        else {
             return;
         };
-        if st.acaps.as_deref() != Some(caps) {
-            let c = caps.to_owned();
-            audio.set_caps(Some(&c));
-            st.acaps = Some(c);
-        }
-        drop(st);
-        let mut b = buffer.clone();
-        {
-            let b = b.make_mut();
-            b.set_pts(gst::ClockTime::from_nseconds(out as u64));
-            b.set_dts(gst::ClockTime::NONE);
-        }
-        let _ = audio.push_buffer(b);
+        audio.push(retimed(buffer, out), caps);
     }
+}
+
+/// The buffer (shared, not copied) with a new PTS and no DTS.
+fn retimed(buffer: &gst::Buffer, pts_ns: i64) -> gst::Buffer {
+    let mut b = buffer.clone();
+    let m = b.make_mut();
+    m.set_pts(gst::ClockTime::from_nseconds(pts_ns as u64));
+    m.set_dts(gst::ClockTime::NONE);
+    b
 }
 
 /// A sample's PTS as running time in nanoseconds.
@@ -267,11 +312,6 @@ impl Viewer {
         let mut video = None;
         let mut audio = None;
         for c in choices {
-            let src = gst_app::AppSrc::builder()
-                .format(gst::Format::Time)
-                .is_live(true)
-                .block(false)
-                .build();
             let pay = match c.kind {
                 Kind::Video => {
                     let p = make("rtph264pay", None)?;
@@ -283,8 +323,19 @@ impl Viewer {
             };
             p_set_pt(&pay, c.codec.pt)?;
             pay.set_property("mtu", 1200u32);
-            pipeline.add_many([src.upcast_ref(), &pay])?;
-            src.link(&pay)?;
+            pipeline.add(&pay)?;
+            // Keyframe requests from the viewer (PLI/FIR) come up to the feed pad.
+            let weak = Arc::downgrade(&hub);
+            let feed = FeedPad::new(&format!("feed-{}", c.kind), move |ev| {
+                if gst_video::ForceKeyUnitEvent::is(ev)
+                    && let Some(h) = weak.upgrade()
+                {
+                    (h.request_keyframe)();
+                }
+            });
+            feed.pad
+                .link(&pay.static_pad("sink").context("payloader sink")?)
+                .map_err(|e| anyhow!("cannot link the feed to the payloader: {e:?}"))?;
             let sinkpad = w
                 .request_pad_simple("sink_%u")
                 .context("webrtcbin gives no sink pad")?;
@@ -296,24 +347,11 @@ impl Viewer {
             transceiver.set_direction(gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly);
             transceiver.set_property("codec-preferences", playback_caps(c));
             match c.kind {
-                Kind::Video => video = Some(src),
-                _ => audio = Some(src),
+                Kind::Video => video = Some(feed),
+                _ => audio = Some(feed),
             }
         }
         let video = video.context("no video chosen")?;
-        // Keyframe requests from the viewer (PLI/FIR) reach the appsrc as upstream events.
-        if let Some(pad) = video.static_pad("src") {
-            let hub = Arc::downgrade(&hub);
-            pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-                if let Some(ev) = info.event()
-                    && gst_video::ForceKeyUnitEvent::is(ev)
-                    && let Some(h) = hub.upgrade()
-                {
-                    (h.request_keyframe)();
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
         peer.start()?;
         let answer = peer.answer(offer, |_| Ok(()))?;
         let feed = Arc::new(ViewerFeed {
@@ -339,6 +377,12 @@ impl Viewer {
     pub fn stop(&mut self) {
         self.hub.remove(&self.feed);
         self.peer.stop();
+        for f in [Some(&self.feed.video), self.feed.audio.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = f.pad.set_active(false);
+        }
     }
 }
 
