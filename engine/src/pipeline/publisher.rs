@@ -24,8 +24,11 @@ use super::{audio_caps, capsfilter, make, queue};
 use crate::ingest::Protocol;
 use crate::ingest::retime::{Retimer, Stream};
 
-/// How far ahead of "now" decoded frames are placed: absorbs decode and network jitter.
+/// How far ahead of "now" decoded frames are placed: absorbs decode and network jitter. RTMP
+/// and SRT deliver whatever TCP or the SRT buffer hands over, in bursts; WebRTC media comes
+/// out of a jitter buffer already paced, so it needs only room for decoding.
 pub const LEAD_MS: u64 = 60;
+pub const WEBRTC_LEAD_MS: u64 = 20;
 
 pub struct PublisherBin {
     pub bin: gst::Bin,
@@ -51,6 +54,14 @@ pub enum WebrtcVideo {
 }
 
 impl Input {
+    /// How far ahead of "now" this input's frames are placed.
+    pub fn lead_ms(&self) -> u64 {
+        match self {
+            Input::Container(_) => LEAD_MS,
+            Input::Webrtc { .. } => WEBRTC_LEAD_MS,
+        }
+    }
+
     pub fn protocol(&self) -> Protocol {
         match self {
             Input::Container(p) => *p,
@@ -168,15 +179,17 @@ pub fn build(
         }
     };
 
+    let lead = input.lead_ms();
     install_retiming(
         element,
+        lead,
         &[
             (video.upcast_ref(), Stream::Video),
             (audio.upcast_ref(), Stream::Audio),
         ],
     );
     for pad in [video.upcast_ref::<gst::Pad>(), audio.upcast_ref()] {
-        answer_latency(pad);
+        answer_latency(pad, lead);
     }
     Ok(PublisherBin {
         bin,
@@ -283,19 +296,19 @@ fn demuxed(
     Ok(Feed::Bytes(appsrc))
 }
 
-/// The bin's buffers leave timed `LEAD_MS` ahead of "now", whatever the decoders and demuxer
+/// The bin's buffers leave timed `lead_ms` ahead of "now", whatever the decoders and demuxer
 /// upstream report (a threaded H.264 decoder alone claims several frames): that is the latency
 /// the mixers must plan for. Answering with the upstream figure would delay the whole room by
 /// it, and with a bounded queue in between could make the latency impossible to configure.
-fn answer_latency(pad: &gst::Pad) {
-    pad.add_probe(gst::PadProbeType::QUERY_UPSTREAM, |_pad, info| {
+fn answer_latency(pad: &gst::Pad, lead_ms: u64) {
+    pad.add_probe(gst::PadProbeType::QUERY_UPSTREAM, move |_pad, info| {
         let Some(q) = info.query_mut() else {
             return gst::PadProbeReturn::Ok;
         };
         if let gst::QueryViewMut::Latency(l) = q.view_mut() {
             l.set(
                 true,
-                gst::ClockTime::from_mseconds(LEAD_MS),
+                gst::ClockTime::from_mseconds(lead_ms),
                 gst::ClockTime::NONE,
             );
             return gst::PadProbeReturn::Handled;
@@ -307,8 +320,8 @@ fn answer_latency(pad: &gst::Pad) {
 /// Rewrites timestamps leaving the bin onto the room's running time (see `ingest::retime`).
 /// The source's segment stays as it is: the new running time is mapped back into it, so every
 /// element and probe downstream agrees on what a timestamp means.
-fn install_retiming(element: &gst::Element, pads: &[(&gst::Pad, Stream)]) {
-    let retimer = Arc::new(Mutex::new(Retimer::new(LEAD_MS)));
+fn install_retiming(element: &gst::Element, lead_ms: u64, pads: &[(&gst::Pad, Stream)]) {
+    let retimer = Arc::new(Mutex::new(Retimer::new(lead_ms)));
     for (pad, stream) in pads {
         let retimer = retimer.clone();
         let element = element.downgrade();
