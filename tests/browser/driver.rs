@@ -64,6 +64,8 @@ pub struct Play {
     pub deadline_s: u64,
     /// Extra hls.js configuration over `{lowLatencyMode: true}`.
     pub hls_config: Option<Value>,
+    /// A region holding a `stamp.js` stamp: every presented frame's latency in `stamps`.
+    pub stamp: Option<Value>,
 }
 
 impl Play {
@@ -78,6 +80,7 @@ impl Play {
             clock: false,
             deadline_s: 60,
             hls_config: None,
+            stamp: None,
         }
     }
 }
@@ -142,6 +145,10 @@ pub fn play(p: &Play) -> Result<Report> {
     if let Some(c) = &p.hls_config {
         args.push("--config".into());
         args.push(c.to_string());
+    }
+    if let Some(r) = &p.stamp {
+        args.push("--stamp".into());
+        args.push(r.to_string());
     }
     if p.switch {
         args.push("--switch".into());

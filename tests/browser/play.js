@@ -15,6 +15,8 @@
 // --deadline  hard limit for the whole run (default 60 s): the browser is closed and the
 //             process exits 2 past it
 // --config    extra hls.js configuration (JSON) over {lowLatencyMode: true}
+// --stamp     a region {"x","y","w","h"} (fractions of the frame) holding a stamp.js stamp:
+//             the latency of every presented frame is reported in "stamps"
 //
 // The page and hls.js come from a static server on 127.0.0.1 (ephemeral port); the browser
 // talks to loopback only. Output: progress on stderr, then one line on stdout:
@@ -28,7 +30,7 @@ const { chromium } = require("playwright-core");
 
 function parseArgs(argv) {
   const a = { warmup: 2, seconds: 6, sampleMs: 250, deadline: 60, switch: false, clock: false,
-              serve: null, src: null, config: {} };
+              serve: null, src: null, config: {}, stamp: null };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const next = () => {
@@ -43,6 +45,7 @@ function parseArgs(argv) {
       case "--sample-ms": a.sampleMs = Number(next()); break;
       case "--deadline": a.deadline = Number(next()); break;
       case "--config": a.config = JSON.parse(next()); break;
+      case "--stamp": a.stamp = JSON.parse(next()); break;
       case "--switch": a.switch = true; break;
       case "--clock": a.clock = true; break;
       default: throw new Error(`unknown argument ${k}`);
@@ -65,6 +68,7 @@ function startServer(serveDir) {
   const fixed = {
     "/": path.join(here, "player.html"),
     "/hls.js": path.join(here, "node_modules", "hls.js", "dist", "hls.min.js"),
+    "/stamp.js": path.join(here, "stamp.js"),
   };
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://127.0.0.1");
@@ -98,7 +102,7 @@ const log = (...m) => console.error("[play.js]", ...m);
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
-  const result = { ok: false, error: null, levels: null, samples: [], switch: null,
+  const result = { ok: false, error: null, levels: null, samples: [], stamps: [], switch: null,
                    startupMs: null, errors: [], errorCount: 0, fatal: null, waiting: 0,
                    consoleErrors: [] };
   let browser = null;
@@ -149,7 +153,7 @@ async function main() {
       if (result.consoleErrors.length < 20) result.consoleErrors.push(String(e));
     });
     await page.goto(base + "/");
-    await page.evaluate(([s, c]) => window.startPlayer(s, c), [src, args.config]);
+    await page.evaluate(([s, c, r]) => window.startPlayer(s, c, r), [src, args.config, args.stamp]);
     log("playing", src);
 
     // Playback starts: 'playing' and the playhead moving.
@@ -170,11 +174,13 @@ async function main() {
     log(`started after ${Math.round(result.startupMs)} ms; warming up ${args.warmup} s`);
     await sleep(args.warmup * 1000);
 
+    await page.evaluate(() => window.takeStamps());
     const end = Date.now() + args.seconds * 1000;
     const switchAt = args.switch ? Date.now() + (args.seconds * 1000) / 3 : Infinity;
     while (Date.now() < end) {
       const t = Date.now();
       result.samples.push(await page.evaluate((c) => window.sample(c), args.clock));
+      if (args.stamp) result.stamps.push(...(await page.evaluate(() => window.takeStamps())));
       if (t >= switchAt && !result.switch) {
         result.switch = await page.evaluate(() => window.switchLevel());
         log(`switching level ${result.switch.from} -> ${result.switch.to}`);

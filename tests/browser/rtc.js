@@ -10,7 +10,9 @@
 //   "viewers": [{"whep": URL, "token": T, "stamp": R, "probes": [{"name": N, "x","y","w","h"}]}],
 //   "warmup": 1,                         seconds after every viewer shows frames
 //   "seconds": 6,                        seconds of sampling
-//   "hangup": true                       DELETE every session at the end
+//   "hangup": true,                      DELETE every session at the end
+//   "hls": [{"src": URL, "stamp": R, "config": {...}}]   after the WHEP viewers have left, the
+//                                        same room in hls.js (player.html), publishers still on
 // }
 // Regions (R, probes) are fractions 0..1 of the frame. Viewers start once every publisher is
 // connected. Output: progress on stderr, then one line on stdout:
@@ -32,20 +34,24 @@ function parseArgs(argv) {
     else throw new Error(`unknown argument ${argv[i]}`);
   }
   if (!plan) throw new Error("--plan is required");
-  return Object.assign({ deadline: 60, publishers: [], viewers: [], warmup: 1, seconds: 6, hangup: true }, plan);
+  return Object.assign({ deadline: 60, publishers: [], viewers: [], warmup: 1, seconds: 6, hangup: true,
+                         hls: [] }, plan);
 }
 
-// The page only; everything else comes from the showmix server under test.
+// The page and the stamp code; everything else comes from the showmix server under test.
 function startServer() {
-  const page = path.join(__dirname, "rtc.html");
+  const files = { "/": ["rtc.html", "text/html"], "/stamp.js": ["stamp.js", "text/javascript"],
+                  "/player.html": ["player.html", "text/html"],
+                  "/hls.js": ["node_modules/hls.js/dist/hls.min.js", "text/javascript"] };
   const server = http.createServer((req, res) => {
-    if (new URL(req.url, "http://127.0.0.1").pathname !== "/") {
+    const f = files[new URL(req.url, "http://127.0.0.1").pathname];
+    if (!f) {
       res.writeHead(404).end();
       return;
     }
-    fs.readFile(page, (err, data) => {
+    fs.readFile(path.join(__dirname, f[0]), (err, data) => {
       if (err) { res.writeHead(500).end(); return; }
-      res.writeHead(200, { "content-type": "text/html", "cache-control": "no-cache" });
+      res.writeHead(200, { "content-type": f[1], "cache-control": "no-cache" });
       res.end(data);
     });
   });
@@ -57,7 +63,7 @@ function startServer() {
 
 async function main() {
   const plan = parseArgs(process.argv.slice(2));
-  const result = { ok: false, error: null, publishers: [], viewers: [], consoleErrors: [] };
+  const result = { ok: false, error: null, publishers: [], viewers: [], hls: [], consoleErrors: [] };
   let browser = null, server = null, finished = false;
   const finish = async (code) => {
     if (finished) return;
@@ -157,11 +163,40 @@ async function main() {
                             stats: await v.page.evaluate(() => window.rtpStats()), frames: v.frames });
     }
     if (plan.hangup) {
-      for (const [i, p] of pubs.entries()) {
-        result.publishers[i].deleteStatus = await p.page.evaluate(([u, k]) => window.hangUp(u, k), [p.plan.whip, p.plan.key]);
-      }
       for (const [i, v] of views.entries()) {
         result.viewers[i].deleteStatus = await v.page.evaluate(([u, t]) => window.hangUp(u, t), [v.plan.whep, v.plan.token || null]);
+      }
+    }
+    for (const v of views) await v.page.close();
+    // hls.js viewers of the same room, one at a time, the publishers still on air.
+    for (const h of plan.hls) {
+      const page = await browser.newPage();
+      await page.goto(base + "player.html");
+      await page.evaluate(([s, c, r]) => window.startPlayer(s, c, r), [h.src, h.config || {}, h.stamp || null]);
+      const by = Date.now() + 20000;
+      for (;;) {
+        const st = await page.evaluate(() => window.playerState());
+        if (st.fatal) throw new Error(`hls.js: ${st.fatal}`);
+        if (st.playingAt !== null) break;
+        if (Date.now() > by) throw new Error("hls.js did not start within 20 s");
+        await sleep(100);
+      }
+      await sleep((h.warmup === undefined ? 4 : h.warmup) * 1000);
+      await page.evaluate(() => window.takeStamps());
+      const stamps = [], samples = [];
+      const end = Date.now() + (h.seconds || plan.seconds) * 1000;
+      while (Date.now() < end) {
+        await sleep(500);
+        stamps.push(...(await page.evaluate(() => window.takeStamps())));
+        samples.push(await page.evaluate(() => window.sample(false)));
+      }
+      const st = await page.evaluate(() => window.playerState());
+      result.hls.push({ stamps, samples, startupMs: st.playingAt, errors: st.errorCount, fatal: st.fatal });
+      await page.close();
+    }
+    if (plan.hangup) {
+      for (const [i, p] of pubs.entries()) {
+        result.publishers[i].deleteStatus = await p.page.evaluate(([u, k]) => window.hangUp(u, k), [p.plan.whip, p.plan.key]);
       }
     }
     result.ok = true;

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod publisher;
 pub mod server;
+pub mod stamp;
 pub mod webrtc;
 
 /// Runs a command and fails with its stderr when it does not succeed.

@@ -25,6 +25,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub rtmp: Option<SocketAddr>,
     pub srt: Option<SocketAddr>,
+    /// The engine, for benchmarks that probe a room's pipeline.
+    pub engine: Arc<Engine>,
     pub rt: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<std::sync::mpsc::Receiver<()>>,
@@ -59,10 +61,11 @@ impl Server {
         let addr = bound.api_addr().expect("api addr");
         let (rtmp, srt) = (bound.rtmp_addr(), bound.srt_addr());
         let engine = Arc::new(Engine::new(config, Presets::embedded().expect("presets")));
+        let served = engine.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         rt.spawn(async move {
-            showmix::serve::run(engine, bound, async {
+            showmix::serve::run(served, bound, async {
                 let _ = rx.await;
             })
             .await;
@@ -72,6 +75,7 @@ impl Server {
             addr,
             rtmp,
             srt,
+            engine,
             rt,
             stop: Some(tx),
             done: Some(done_rx),

@@ -21,6 +21,15 @@ pub fn register_peers() {
     });
 }
 
+/// libnice waits 200 ms for a UPnP router before it finishes gathering: not here.
+fn no_upnp(webrtcbin: &gst::Element) {
+    let ice = webrtcbin.property::<gst::glib::Object>("ice-agent");
+    if ice.find_property("agent").is_some() {
+        ice.property::<gst::glib::Object>("agent")
+            .set_property("upnp", false);
+    }
+}
+
 /// Errors posted on a peer's bus, for assertions.
 fn watch_errors(pipeline: &gst::Pipeline) -> Arc<Mutex<Vec<String>>> {
     let errors = Arc::new(Mutex::new(Vec::new()));
@@ -66,6 +75,7 @@ impl WhipClient {
         ws.connect("consumer-added", false, |args| {
             if let Some(w) = args.get(2).and_then(|v| v.get::<gst::Element>().ok()) {
                 let _ = showmix::webrtc::bind_addresses(&w, &["127.0.0.1".parse().expect("ip")]);
+                no_upnp(&w);
             }
             None
         });
@@ -150,6 +160,24 @@ fn video_branch(
     Ok(())
 }
 
+/// Received RTP into a fakesink, counted into `count` if given.
+fn discard(pipeline: &gst::Pipeline, pad: &gst::Pad, count: Option<Arc<AtomicU64>>) -> Result<()> {
+    let sink = gst::ElementFactory::make("fakesink")
+        .property("sync", false)
+        .property("async", false)
+        .build()?;
+    pipeline.add(&sink)?;
+    sink.sync_state_with_parent()?;
+    if let Some(c) = count {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            c.fetch_add(1, Relaxed);
+            gst::PadProbeReturn::Ok
+        });
+    }
+    pad.link(&sink.static_pad("sink").context("fakesink pad")?)?;
+    Ok(())
+}
+
 fn audio_branch(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<()> {
     let bin = gst::parse::bin_from_description(
         "rtpopusdepay ! opusdec ! audioconvert ! level interval=100000000 post-messages=true ! \
@@ -227,11 +255,19 @@ fn split_url(url: &str) -> Result<(std::net::SocketAddr, String)> {
 
 impl WhepClient {
     pub fn start(endpoint: &str, token: Option<&str>) -> Result<WhepClient> {
+        Self::start_with(endpoint, token, true)
+    }
+
+    /// `decode: false`: a light viewer that takes the RTP (ICE, DTLS, SRTP, jitter buffer)
+    /// and throws it away, for load tests with many viewers in one process; `frames` then
+    /// counts video RTP packets.
+    pub fn start_with(endpoint: &str, token: Option<&str>, decode: bool) -> Result<WhepClient> {
         register_peers();
         let pipeline = gst::Pipeline::new();
         let w = gst::ElementFactory::make("webrtcbin").build()?;
         w.set_property_from_str("bundle-policy", "max-bundle");
         showmix::webrtc::bind_addresses(&w, &["127.0.0.1".parse()?]).map_err(|e| anyhow!(e))?;
+        no_upnp(&w);
         pipeline.add(&w)?;
         for caps in [
             "application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,\
@@ -257,7 +293,9 @@ impl WhepClient {
                 .structure(0)
                 .and_then(|s| s.get::<&str>("media").ok())
                 .is_some_and(|m| m == "video");
-            let r = if video {
+            let r = if !decode {
+                discard(&p, pad, video.then(|| f.clone()))
+            } else if video {
                 video_branch(&p, pad, f.clone(), l.clone())
             } else {
                 audio_branch(&p, pad)
