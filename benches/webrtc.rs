@@ -18,7 +18,8 @@
 //!    each; cores per added viewer; target <= 0.005.
 //!
 //! Run: `cargo bench -p showmix-benches --bench webrtc` (about 3 minutes; `SHOWMIX_BENCH_QUICK=1`
-//! for a shorter run). Writes `target/bench/webrtc.json`.
+//! for a shorter run; `SHOWMIX_BENCH_PARTS=g2g,join,cost` picks parts). Each part's room is
+//! ended before the next starts. Writes `target/bench/webrtc.json`.
 
 #[path = "../tests/browser/driver.rs"]
 #[allow(dead_code)] // each user takes the part it needs
@@ -473,12 +474,33 @@ fn main() -> Result<()> {
         c.hold_last_frame_ms = 0;
         c.max_webrtc_sessions = 200;
     });
-    let g2g = glass_to_glass(&s)?;
-    let join = joins(&s)?;
-    println!(
-        "(3) viewer cost: the server's CPU (this process) with a 720p30 room and N WHEP viewers"
-    );
-    let cost = viewer_cost(&s)?;
+    // Each part runs alone on the machine: its room is ended before the next part starts.
+    let run = |part: &str| {
+        std::env::var("SHOWMIX_BENCH_PARTS")
+            .map(|v| v.split(',').any(|p| p.trim() == part))
+            .unwrap_or(true)
+    };
+    let end = |room: &str| {
+        s.json("DELETE", &format!("/v1/rooms/{room}"), None);
+    };
+    let mut g2g = Value::Null;
+    if run("g2g") {
+        g2g = glass_to_glass(&s)?;
+        end("g2g");
+    }
+    let mut join = Value::Null;
+    if run("join") {
+        join = joins(&s)?;
+        end("join");
+    }
+    let mut cost = Value::Null;
+    if run("cost") {
+        println!(
+            "(3) viewer cost: the server's CPU (this process) with a 720p30 room and N WHEP viewers"
+        );
+        cost = viewer_cost(&s)?;
+        end("cost");
+    }
     let out = json!({"glass_to_glass": g2g, "whip_join": join, "viewer_cost": cost,
                      "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()});
     let dir = showmix_tests::workspace_root().join("target/bench");

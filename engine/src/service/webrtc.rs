@@ -116,12 +116,14 @@ impl Engine {
         let audio = choices.iter().any(|c| c.kind == Kind::Audio);
         let created = self.webrtc.create(kind.clone(), &parsed, |id, on_event| {
             // Seat rules first (key, takeover), under the room's lock only briefly.
+            let t0 = std::time::Instant::now();
             let sink = self
                 .with_room(room, |r| {
                     Ok(r.attach_publisher(seat, key, Input::Webrtc { video, audio }, peer))
                 })
                 .map_err(|e| WebrtcError::new(e.status, "unknown_room", e.message))?
                 .map_err(refusal)?;
+            let attached = t0.elapsed();
             let (session, answer) = IngestSession::start(
                 &format!("whip-{room}-{seat}-{id}"),
                 &self.webrtc.ice,
@@ -138,6 +140,7 @@ impl Engine {
                     format!("WebRTC negotiation failed: {e:#}"),
                 )
             })?;
+            tracing::debug!(room, seat, ?attached, total = ?t0.elapsed(), "WHIP session set up");
             Ok((LiveSession::whip(session), answer))
         })?;
         tracing::info!(room, seat, %peer, session = %created.id, "WHIP publisher accepted");
