@@ -672,6 +672,8 @@ fn graceful_shutdown_finalises_recordings() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(showmix_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--api-token", TOKEN])
+        .arg("--data-dir")
+        .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -690,9 +692,10 @@ fn graceful_shutdown_finalises_recordings() {
         .enable_all()
         .build()
         .unwrap();
+    // Relative: under the data directory.
     let out = dir.path().join("rec");
     let mut body = room_body("rec", "pk", &[("h", "test:red"), ("g", "test:blue")]);
-    body["outputs"] = json!([{"kind": "file", "dir": out}]);
+    body["outputs"] = json!([{"kind": "file", "dir": "rec"}]);
     let (st, _, b) = rt
         .block_on(request(
             addr,
@@ -740,11 +743,13 @@ unsafe extern "C" {
 #[test]
 fn outputs_are_added_and_removed_live() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_owned();
-    let s = Server::start(move |c| c.output_roots = vec![root]);
+    // An extra output root besides the server's data directory.
+    let root = dir.path().canonicalize().unwrap();
+    let extra = root.clone();
+    let s = Server::start(move |c| c.output_roots = vec![extra]);
     let mut body = room_body("out", "pk", &[("a", "test:red"), ("b", "test:blue")]);
-    body["outputs"] =
-        json!([{"kind": "record", "id": "rec", "rungs": ["360p"], "segment_minutes": 1}]);
+    body["outputs"] = json!([{"kind": "record", "id": "rec", "rungs": ["360p"],
+                              "segment_minutes": 1, "dir": root.join("recs")}]);
     let (st, v) = s.json("POST", "/v1/rooms", Some(body));
     assert_eq!(st, 201, "{v}");
     let rec = &v["outputs"][0];
@@ -858,6 +863,32 @@ fn outputs_are_added_and_removed_live() {
         422,
         "'..'",
     );
+    // Outside every root, directly or through a symlink in the data directory: 422 naming
+    // the allowed roots.
+    let data = s.data.path().canonicalize().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), data.join("elsewhere")).unwrap();
+    for (dir, says) in [
+        (outside.path().join("r").display().to_string(), "is outside"),
+        ("elsewhere/r".to_owned(), "resolves to"),
+    ] {
+        let (st, v) = s.json(
+            "POST",
+            path,
+            Some(json!({"kind": "record", "id": "sneaky", "dir": dir})),
+        );
+        assert_eq!(st, 422, "{dir}: {v}");
+        let msg = v.to_string();
+        assert!(msg.contains("output.dir") && msg.contains(says), "{msg}");
+        assert!(
+            msg.contains(&data.display().to_string()) && msg.contains(&root.display().to_string()),
+            "the allowed roots are named: {msg}"
+        );
+    }
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "nothing was written outside"
+    );
     expect_error(
         &s,
         "POST",
@@ -889,7 +920,7 @@ fn outputs_are_added_and_removed_live() {
         .map(|f| f.as_str().unwrap().into())
         .collect();
     assert_eq!(files.len(), 1, "{v}");
-    assert!(files[0].starts_with(dir.path()), "{files:?}");
+    assert!(files[0].starts_with(root.join("recs")), "{files:?}");
     let st = streams(&files[0]).unwrap();
     let (vc, w, h, vdur) = st.video.clone().expect("video");
     assert_eq!((vc.as_str(), w, h), ("h264", 640, 360), "{st:?}");

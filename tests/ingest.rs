@@ -347,8 +347,7 @@ fn garbage_on_the_ingest_ports_does_not_reach_the_room() {
 #[test]
 fn audio_stays_in_sync_with_video() {
     let s = server(1000);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("sync");
+    let out = s.data.path().join("sync");
     let room = create(
         &s,
         json!({"id": "av", "seats": [{"id": "host", "source": "publish"}],

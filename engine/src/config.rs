@@ -31,8 +31,11 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// User presets directory (layouts/, ladders/, beauty/).
     pub presets_dir: Option<PathBuf>,
-    /// Directories `file` outputs may write under; relative `dir`s are resolved against the
-    /// first. Empty: any directory.
+    /// Where `file` and `record` outputs write by default: relative `dir`s resolve under it,
+    /// and it is always an allowed root. Created at start-up when missing.
+    pub data_dir: PathBuf,
+    /// Further directories `file`/`record` outputs may write under (besides `data_dir`). An
+    /// output whose directory resolves (symlinks included) outside every root is refused.
     pub output_roots: Vec<PathBuf>,
     /// RTMP ingest listener, `<ip>:<port>` or `off`.
     pub rtmp_listen: String,
@@ -87,6 +90,7 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             shutdown_grace_ms: 10_000,
             presets_dir: None,
+            data_dir: PathBuf::from("showmix-data"),
             output_roots: Vec::new(),
             rtmp_listen: "0.0.0.0:1935".into(),
             srt_listen: "0.0.0.0:9000".into(),
@@ -135,6 +139,7 @@ pub struct Flags {
     pub api_token: Option<String>,
     pub rtmp_listen: Option<String>,
     pub srt_listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,6 +352,19 @@ impl Config {
         cfg.max_seats_per_room = seats.min(u64::from(u32::MAX)) as u32;
         if let Some(v) = env.get("SHOWMIX_PRESETS_DIR") {
             cfg.presets_dir = Some(v.into());
+        }
+        if let Some(v) = flags
+            .data_dir
+            .clone()
+            .or_else(|| env.get("SHOWMIX_DATA_DIR").map(PathBuf::from))
+        {
+            cfg.data_dir = v;
+        }
+        if cfg.data_dir.as_os_str().is_empty() {
+            c.fail(
+                "data_dir",
+                "must not be empty (allowed: a directory path, e.g. ./showmix-data)",
+            );
         }
         if let Some(v) = env.get("SHOWMIX_OUTPUT_ROOTS") {
             cfg.output_roots = v
@@ -603,6 +621,25 @@ mod tests {
         assert_eq!(c.rtmp_addr(), None);
         assert_eq!(c.srt_addr().map(|a| a.port()), Some(9000));
         assert_eq!(c.public_host(), "127.0.0.1");
+    }
+
+    #[test]
+    fn data_dir_defaults_and_overrides() {
+        let c = Config::load(None, &env(&[]), &Flags::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("showmix-data"));
+        let e = env(&[("SHOWMIX_DATA_DIR", "/srv/showmix")]);
+        let c = Config::load(None, &e, &Flags::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/srv/showmix"));
+        let flags = Flags {
+            data_dir: Some("/var/lib/showmix".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, &e, &flags).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/showmix"));
+        let err = Config::load(None, &env(&[("SHOWMIX_DATA_DIR", "")]), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data_dir: must not be empty"), "{err}");
     }
 
     #[test]

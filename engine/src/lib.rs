@@ -13,6 +13,7 @@ pub mod hls;
 pub mod ingest;
 pub mod metrics;
 pub mod mix;
+pub mod outdir;
 pub mod pipeline;
 pub mod presets;
 pub mod push;

@@ -67,6 +67,9 @@ enum Command {
         /// SRT ingest listener, <ip>:<port> or off (default 0.0.0.0:9000).
         #[arg(long)]
         srt_listen: Option<String>,
+        /// Directory file outputs and recordings write under by default (./showmix-data).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         /// Create the demo room (pk of two test patterns) through the API, writing to DIR.
         #[arg(long, value_name = "DIR")]
         demo: Option<PathBuf>,
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         api_token,
         rtmp_listen,
         srt_listen,
+        data_dir,
         demo,
     } = cli.command
     {
@@ -119,6 +123,7 @@ fn run(cli: Cli) -> Result<()> {
             api_token,
             rtmp_listen,
             srt_listen,
+            data_dir,
         };
         let cfg = showmix::config::Config::load(config.as_deref(), &showmix::config::Env, &flags)?;
         let dir = cli.presets_dir.clone().or_else(|| cfg.presets_dir.clone());

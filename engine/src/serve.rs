@@ -181,8 +181,24 @@ pub async fn create_demo_room(addr: SocketAddr, token: Option<&str>, dir: &Path)
 }
 
 /// Blocking entry point for the binary.
-pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<()> {
+pub fn main(mut config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<()> {
     crate::init()?;
+    // The demo's directory was named on the command line by the operator: it is an allowed
+    // output root like the configured ones.
+    if let Some(dir) = &demo {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--demo {}: cannot create it", dir.display()))?;
+        config.output_roots.push(dir.clone());
+    }
+    // Fail at start-up, not on the first recording, when the data directory cannot be made.
+    let roots = crate::outdir::OutputRoots::prepare(&config.data_dir, &config.output_roots)
+        .map_err(anyhow::Error::msg)?;
+    let roots = roots
+        .roots()
+        .iter()
+        .map(|r| r.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -206,6 +222,7 @@ pub fn main(config: Config, presets: Presets, demo: Option<PathBuf>) -> Result<(
         if let Some(a) = bound.srt_addr() {
             println!("showmix: SRT ingest on {a}");
         }
+        println!("showmix: file outputs and recordings under {roots}");
         let engine = Arc::new(Engine::new(config, presets));
         if let Some(dir) = demo {
             let dir = std::path::absolute(&dir)?;

@@ -314,7 +314,7 @@ impl Engine {
     ) -> Result<OutputView, ApiError> {
         self.with_room(room, |r| {
             let index = r.outputs().len();
-            let spec = req.into_spec(&self.config.output_roots, "output", index, r.ladder())?;
+            let spec = req.into_spec(&self.config, "output", index, r.ladder())?;
             let info = r.add_output(spec).map_err(|e| match e {
                 crate::room::SpecError::Invalid(i) => ApiError::invalid(i.to_string()),
                 crate::room::SpecError::Conflict(m) => ApiError::conflict(m),
@@ -500,14 +500,7 @@ impl Engine {
             .into_iter()
             .filter(|o| !matches!(o, crate::api::model::OutputRequest::Hls { .. }))
             .enumerate()
-            .map(|(i, o)| {
-                o.into_spec(
-                    &self.config.output_roots,
-                    &format!("outputs[{i}]"),
-                    i,
-                    &ladder,
-                )
-            })
+            .map(|(i, o)| o.into_spec(&self.config, &format!("outputs[{i}]"), i, &ladder))
             .collect::<Result<Vec<_>, _>>()?;
         let mut spec = RoomSpec {
             id: id.clone(),

@@ -28,6 +28,9 @@ pub struct Server {
     /// The engine, for benchmarks that probe a room's pipeline.
     pub engine: Arc<Engine>,
     pub rt: tokio::runtime::Runtime,
+    /// The server's data directory (its `data_dir`, removed with the server), under which
+    /// `file`/`record` outputs may write.
+    pub data: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     done: Option<std::sync::mpsc::Receiver<()>>,
 }
@@ -44,7 +47,9 @@ impl Server {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .try_init();
+        let data = tempfile::tempdir().expect("data dir");
         let mut config = Config {
+            data_dir: data.path().to_owned(),
             listen: "127.0.0.1:0".parse().expect("addr"),
             api_token: Some(TOKEN.into()),
             rtmp_listen: "off".into(),
@@ -77,6 +82,7 @@ impl Server {
             srt,
             engine,
             rt,
+            data,
             stop: Some(tx),
             done: Some(done_rx),
         }

@@ -1,7 +1,7 @@
 //! The control plane's JSON: requests (parsed with the path of any bad field), responses, and
 //! API errors with their HTTP status. No HTTP types here: `api::http` does the transport.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -289,38 +289,17 @@ impl SeatRequest {
     }
 }
 
-/// Resolves an output directory: relative paths go under the first output root; with roots
-/// configured, the directory must stay inside one of them.
-pub fn resolve_output_dir(roots: &[PathBuf], field: &str, dir: &str) -> Result<PathBuf, ApiError> {
-    let p = Path::new(dir);
-    if dir.is_empty()
-        || p.components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(invalid_field(
-            field,
-            format!("{dir:?} is not allowed (no empty paths, no '..')"),
-        ));
-    }
-    let full = match roots.first() {
-        Some(root) if p.is_relative() => root.join(p),
-        _ => p.to_owned(),
-    };
-    if !roots.is_empty() && !roots.iter().any(|r| full.starts_with(r)) {
-        return Err(invalid_field(
-            field,
-            format!(
-                "{} is outside the output roots (allowed under: {})",
-                full.display(),
-                roots
-                    .iter()
-                    .map(|r| r.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    Ok(full)
+/// Resolves an output directory against the configured data directory and output roots (see
+/// `crate::outdir`), creating the data directory when missing; a directory outside them is a
+/// 422 on `field` naming the roots.
+pub fn resolve_output_dir(
+    config: &crate::config::Config,
+    field: &str,
+    dir: &str,
+) -> Result<PathBuf, ApiError> {
+    let roots = crate::outdir::OutputRoots::prepare(&config.data_dir, &config.output_roots)
+        .map_err(ApiError::internal)?;
+    roots.resolve(dir).map_err(|m| invalid_field(field, m))
 }
 
 impl OutputRequest {
@@ -328,7 +307,7 @@ impl OutputRequest {
     /// checked against `ladder` by `room::check_output`.
     pub fn into_spec(
         self,
-        roots: &[PathBuf],
+        roots: &crate::config::Config,
         field: &str,
         index: usize,
         ladder: &Ladder,
@@ -510,15 +489,23 @@ mod tests {
     }
 
     #[test]
-    fn output_dirs_stay_under_roots() {
-        let roots = vec![PathBuf::from("/srv/showmix")];
-        assert_eq!(
-            resolve_output_dir(&roots, "d", "room1").unwrap(),
-            PathBuf::from("/srv/showmix/room1")
-        );
-        assert!(resolve_output_dir(&roots, "d", "../etc").is_err());
-        assert!(resolve_output_dir(&roots, "d", "/etc").is_err());
-        assert!(resolve_output_dir(&[], "d", "/tmp/x").is_ok());
+    fn output_dirs_outside_the_roots_are_422_on_the_field() {
+        let t = tempfile::tempdir().unwrap();
+        let config = crate::config::Config {
+            data_dir: t.path().join("data"),
+            ..Default::default()
+        };
+        // The data directory is created on first use.
+        let room1 = resolve_output_dir(&config, "d", "room1").unwrap();
+        let roots = crate::outdir::OutputRoots::prepare(&config.data_dir, &[]).unwrap();
+        assert_eq!(room1, roots.data_dir().join("room1"));
+        for bad in ["../etc", "/etc"] {
+            let e = resolve_output_dir(&config, "outputs[0].dir", bad).unwrap_err();
+            assert_eq!(e.status, 422);
+            let v = serde_json::to_value(&e).unwrap().to_string();
+            assert!(v.contains("outputs[0].dir"), "{v}");
+            assert!(v.contains(&roots.data_dir().display().to_string()), "{v}");
+        }
     }
 
     #[test]
