@@ -9,7 +9,7 @@ CARGO ?= cargo
 OUT ?= out/demo
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: deps browser-deps build run test fmt clippy unit bench
+.PHONY: deps browser-deps build plugins run test fmt clippy unit bench
 
 deps:
 	@bash ops/install-deps.sh
@@ -27,6 +27,16 @@ browser-deps: $(BROWSER)/node_modules/.package-lock.json
 build: deps
 	$(CARGO) build --release -p showmix
 
+# The GStreamer elements as loadable plugins (libgstshowmixbeauty.so, libgstshowmixscale.so)
+# in one directory, for GST_PLUGIN_PATH:
+#   make plugins && GST_PLUGIN_PATH=$$PWD/target/gst-plugins gst-inspect-1.0 showmixbeauty
+PLUGIN_DIR ?= target/gst-plugins
+plugins: deps
+	$(CARGO) build --release -p gst-plugin-showmixbeauty -p gst-plugin-showmixscale
+	@mkdir -p $(PLUGIN_DIR)
+	cp target/release/libgstshowmixbeauty.so target/release/libgstshowmixscale.so $(PLUGIN_DIR)/
+	@echo "plugins in $(PLUGIN_DIR): export GST_PLUGIN_PATH=$$PWD/$(PLUGIN_DIR)"
+
 run: build
 	@mkdir -p $(OUT)
 	@token=$$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n'); \
@@ -39,9 +49,10 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit:
-	# Binaries first: CLI and shutdown tests run the showmix binary, and building it in the
-	# middle of the suite would starve the rooms other tests are running.
-	$(CARGO) build --workspace --bins
+	# Binaries and libraries first: CLI and shutdown tests run the showmix binary (building it
+	# in the middle of the suite would starve the rooms other tests are running), and
+	# tests/plugins_loadable.rs loads the plugins' .so files into gst-launch-1.0.
+	$(CARGO) build --workspace --bins --lib
 	$(CARGO) test --workspace
 
 test: deps browser-deps fmt clippy unit
