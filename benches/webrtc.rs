@@ -25,24 +25,19 @@
 #[allow(dead_code)] // each user takes the part it needs
 mod driver;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use gst::prelude::*;
-use gst_video::prelude::*;
 use serde_json::{Value, json};
+use showmix_tests::probes::{Probes, lock, room_pipeline};
 use showmix_tests::server::Server;
-use showmix_tests::stamp::{self, CENTRE, Region};
+use showmix_tests::stamp::{CENTRE, Region};
 
 const VIEWERS_ENV: &str = "SHOWMIX_BENCH_VIEWERS";
 
 fn quick() -> bool {
     std::env::var_os("SHOWMIX_BENCH_QUICK").is_some()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn quantile(v: &[f64], p: f64) -> f64 {
@@ -52,115 +47,6 @@ fn quantile(v: &[f64], p: f64) -> f64 {
 fn stats(v: &[f64]) -> Value {
     json!({"n": v.len(), "median": quantile(v, 0.5), "p95": quantile(v, 0.95),
            "min": quantile(v, 0.0), "max": quantile(v, 1.0)})
-}
-
-/// Stamp latencies seen by probes inside the room: at the seat's compositor pad, at the
-/// compositor's output, at the top rung's encoder output.
-#[derive(Default)]
-struct Probes {
-    seat: Mutex<Vec<f64>>,
-    mixed: Mutex<Vec<f64>>,
-    encoded: Mutex<Vec<f64>>,
-    /// Canvas running time (ns) -> stamp, to find a frame again after the encoder.
-    by_running_time: Mutex<std::collections::VecDeque<(u64, u32)>>,
-    /// Wall clock (ms) of the first mixed frame with a stamp since `arm`.
-    first_mixed: Mutex<Option<u64>>,
-}
-
-fn read_luma(pad: &gst::Pad, buf: &gst::BufferRef) -> Option<u32> {
-    let caps = pad.current_caps()?;
-    let vi = gst_video::VideoInfo::from_caps(&caps).ok()?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, &vi).ok()?;
-    let stride = frame.plane_stride()[0] as usize;
-    let luma = frame.plane_data(0).ok()?;
-    stamp::read(
-        luma,
-        vi.width() as usize,
-        vi.height() as usize,
-        stride,
-        CENTRE,
-    )
-}
-
-fn running_ns(pad: &gst::Pad, buf: &gst::BufferRef) -> Option<u64> {
-    let seg = pad.sticky_event::<gst::event::Segment>(0)?;
-    let seg = seg.segment().downcast_ref::<gst::ClockTime>()?.clone();
-    let rt = seg.to_running_time(buf.pts()?)?;
-    u64::try_from(rt.nseconds() as i64 + pad.offset()).ok()
-}
-
-impl Probes {
-    fn attach(self: &Arc<Self>, pipeline: &gst::Pipeline) -> Result<()> {
-        let comp = pipeline.by_name("compositor").context("compositor")?;
-        // The seat's pad: the one fed by a publisher bin (`seat-…`), not the background.
-        for pad in comp.sink_pads() {
-            let me = self.clone();
-            pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                if let Some(b) = info.buffer()
-                    && let Some(s) = read_luma(pad, b)
-                {
-                    lock(&me.seat).push(stamp::latency_ms(s, stamp::now_ms()) as f64);
-                }
-                gst::PadProbeReturn::Ok
-            });
-        }
-        let canvas = pipeline.by_name("canvas").context("canvas caps")?;
-        let me = self.clone();
-        canvas.static_pad("src").context("canvas src")?.add_probe(
-            gst::PadProbeType::BUFFER,
-            move |pad, info| {
-                if let Some(b) = info.buffer()
-                    && let Some(s) = read_luma(pad, b)
-                {
-                    let now = stamp::now_ms();
-                    lock(&me.mixed).push(stamp::latency_ms(s, now) as f64);
-                    lock(&me.first_mixed).get_or_insert(now);
-                    if let Some(rt) = running_ns(pad, b) {
-                        let mut q = lock(&me.by_running_time);
-                        q.push_back((rt, s));
-                        while q.len() > 120 {
-                            q.pop_front();
-                        }
-                    }
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-        let top = pipeline.by_name("rung-720p").context("the 720p rung")?;
-        let me = self.clone();
-        top.static_pad("sink").context("rung tee sink")?.add_probe(
-            gst::PadProbeType::BUFFER,
-            move |pad, info| {
-                if let Some(b) = info.buffer()
-                    && let Some(rt) = running_ns(pad, b)
-                {
-                    let q = lock(&me.by_running_time);
-                    if let Some((_, s)) = q.iter().find(|(t, _)| t.abs_diff(rt) < 2_000_000) {
-                        lock(&me.encoded).push(stamp::latency_ms(*s, stamp::now_ms()) as f64);
-                    }
-                }
-                gst::PadProbeReturn::Ok
-            },
-        );
-        Ok(())
-    }
-
-    fn clear(&self) {
-        lock(&self.seat).clear();
-        lock(&self.mixed).clear();
-        lock(&self.encoded).clear();
-        *lock(&self.first_mixed) = None;
-    }
-}
-
-fn room_pipeline(s: &Server, room: &str) -> Result<gst::Pipeline> {
-    let mut p = None;
-    s.engine.for_each_room(|id, r| {
-        if id == room {
-            p = Some(r.pipeline().clone());
-        }
-    });
-    p.context("room not found")
 }
 
 fn seat_ingest(s: &Server, room: &str, seat: &str) -> Result<Value> {
@@ -196,7 +82,7 @@ fn glass_to_glass(s: &Server) -> Result<Value> {
                "seats": [{"id": "host", "source": "publish"}]}),
     )?;
     let probes = Arc::new(Probes::default());
-    probes.attach(&room_pipeline(s, "g2g")?)?;
+    probes.attach(&room_pipeline(s, "g2g")?, "720p")?;
     let ingest = seat_ingest(s, "g2g", "host")?;
     let seconds = if quick() { 6 } else { 15 };
     let region: Region = CENTRE;
@@ -307,7 +193,7 @@ fn joins(s: &Server) -> Result<Value> {
                "seats": [{"id": "host", "source": "publish"}]}),
     )?;
     let probes = Arc::new(Probes::default());
-    probes.attach(&room_pipeline(s, "join")?)?;
+    probes.attach(&room_pipeline(s, "join")?, "720p")?;
     let ingest = seat_ingest(s, "join", "host")?;
     let n = if quick() { 4 } else { 10 };
     let mut joins = Vec::new();

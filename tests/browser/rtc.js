@@ -11,7 +11,7 @@
 //   "warmup": 1,                         seconds after every viewer shows frames
 //   "seconds": 6,                        seconds of sampling
 //   "hangup": true,                      DELETE every session at the end
-//   "hls": [{"src": URL, "stamp": R, "config": {...}}]   after the WHEP viewers have left, the
+//   "hls": [{"src": URL, "stamp": R, "config": {...}, "seekToLive": bool}]   after the WHEP viewers have left, the
 //                                        same room in hls.js (player.html), publishers still on
 // }
 // Regions (R, probes) are fractions 0..1 of the frame. Viewers start once every publisher is
@@ -172,7 +172,8 @@ async function main() {
     for (const h of plan.hls) {
       const page = await browser.newPage();
       await page.goto(base + "player.html");
-      await page.evaluate(([s, c, r]) => window.startPlayer(s, c, r), [h.src, h.config || {}, h.stamp || null]);
+      await page.evaluate(([s, c, r, k]) => window.startPlayer(s, c, r, k),
+                          [h.src, h.config || {}, h.stamp || null, !!h.seekToLive]);
       const by = Date.now() + 20000;
       for (;;) {
         const st = await page.evaluate(() => window.playerState());
@@ -191,7 +192,8 @@ async function main() {
         samples.push(await page.evaluate(() => window.sample(false)));
       }
       const st = await page.evaluate(() => window.playerState());
-      result.hls.push({ stamps, samples, startupMs: st.playingAt, errors: st.errorCount, fatal: st.fatal });
+      result.hls.push({ stamps, samples, startupMs: st.playingAt, errors: st.errorCount, fatal: st.fatal,
+                       waiting: st.waiting, liveSeeks: st.liveSeeks });
       await page.close();
     }
     if (plan.hangup) {

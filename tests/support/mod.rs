@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+pub mod probes;
 pub mod publisher;
 pub mod server;
 pub mod stamp;
