@@ -955,7 +955,7 @@ pub(crate) mod tests {
             text.contains("#EXT-X-PART-INF:PART-TARGET=0.233334\n"),
             "{text}"
         );
-        assert!(text.contains("PART-HOLD-BACK=0.700002"), "{text}");
+        assert!(text.contains("PART-HOLD-BACK=0.466668"), "{text}");
     }
 
     #[test]
