@@ -147,10 +147,10 @@ pub fn render(
                     if cancel.load(Ordering::Relaxed) {
                         bail!("cancelled");
                     }
-                    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-                        if let gst::MessageView::Error(e) = msg.view() {
-                            bail!("source {label} does not decode: {}", e.error());
-                        }
+                    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error])
+                        && let gst::MessageView::Error(e) = msg.view()
+                    {
+                        bail!("source {label} does not decode: {}", e.error());
                     }
                     if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
                         break s;

@@ -283,7 +283,7 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
         let frames = frames.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             let n = frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % 5 == 0 {
+            if n.is_multiple_of(5) {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "frame={n}");
                 let _ = out.flush();
