@@ -178,9 +178,10 @@ pub fn convex_hull(points: &[RdPoint]) -> Vec<usize> {
             let (ax, ay) = xy(hull[hull.len() - 2]);
             let (bx, by) = xy(hull[hull.len() - 1]);
             let (cx, cy) = xy(i);
-            // b is on or under the segment a→c: not on the upper hull.
+            // b is on or under the segment a→c: not on the upper hull (a small tolerance, as
+            // log rates of doubling bitrates are collinear only up to rounding).
             let cross = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax);
-            if cross >= 0.0 {
+            if cross >= -1e-9 {
                 hull.pop();
             } else {
                 break;
