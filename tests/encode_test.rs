@@ -209,7 +209,7 @@ fn quality_rises_with_bitrate_and_bd_rate_against_itself_is_zero() {
             );
         }
         assert!(
-            psnr[0].1 < 33.0,
+            psnr[0].1 < 36.0 && psnr[2].1 - psnr[0].1 > 10.0,
             "{codec} at 100 kbit/s is too good: {psnr:?}"
         );
         assert!(
@@ -318,7 +318,7 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
         &["--bitrates", "600,300"],
         "--bitrates is not increasing: 300 comes after 600",
     );
-    check(&["--bitrates", "-300"], "is not a number of kbit/s");
+    check(&["--bitrates=-300"], "is not a number of kbit/s");
     check(&["--ladder", "no-such-ladder"], "no-such-ladder");
     check(
         &["--reference", "x264"],
