@@ -50,6 +50,73 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Encode sources through codecs × speeds × rungs × bitrates; report bitrate, quality
+    /// (PSNR, SSIM, VMAF where available), speed, BD-rates and charts in <out>.
+    EncodeTest {
+        /// Files, URIs or test:<pattern> sources (two with --scenario pk).
+        #[arg(required = true, value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// Ladder preset name or TOML file: the canvas, rungs, GOP and default speed.
+        #[arg(long, default_value = "showroom-720p")]
+        ladder: String,
+        /// Codecs, comma-separated: h264, h265, av1, vp9, vp8. BD-rates are against the first.
+        #[arg(long, default_value = "h264")]
+        codecs: String,
+        /// Speed presets (x264 names, mapped per encoder as the ladders do); default: the ladder's.
+        #[arg(long = "speed")]
+        speeds: Option<String>,
+        /// Bitrates in kbit/s, increasing, each rung encoded at each; default: the ladder's.
+        #[arg(long)]
+        bitrates: Option<String>,
+        /// How much of each source: 10s, 2.5, 1500ms.
+        #[arg(long, default_value = "10s")]
+        duration: String,
+        /// Metrics: psnr, ssim, vmaf.
+        #[arg(long, default_value = "psnr,ssim,vmaf")]
+        metrics: String,
+        /// Also encode through this reference tool with the same settings: ffmpeg.
+        #[arg(long)]
+        reference: Option<String>,
+        /// Output directory (created if missing).
+        #[arg(long, default_value = "encode-test")]
+        out: PathBuf,
+        /// Encodes run in parallel (each in its own process).
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// Mix the sources through the room pipeline first: pk (two sources side by side).
+        #[arg(long)]
+        scenario: Option<String>,
+        /// Drop the live constraints (zero-latency tuning, no B-frames); the GOP stays fixed.
+        #[arg(long)]
+        no_live: bool,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// One encode of an encode test (run by encode-test in a child process).
+    #[command(hide = true)]
+    EncodeTestWorker {
+        #[arg(long)]
+        codec: String,
+        #[arg(long)]
+        speed: String,
+        #[arg(long)]
+        width: u32,
+        #[arg(long)]
+        height: u32,
+        #[arg(long)]
+        fps: u32,
+        #[arg(long)]
+        gop: u32,
+        #[arg(long)]
+        bitrate: u32,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
+        #[arg(long)]
+        no_live: bool,
+    },
     /// Run the engine with its HTTP control plane until SIGINT/SIGTERM.
     Serve {
         /// Configuration file (TOML); SHOWMIX_* variables and flags override it.
@@ -130,9 +197,84 @@ fn run(cli: Cli) -> Result<()> {
         let presets = Presets::load(dir.as_deref())?;
         return showmix::serve::main(cfg, presets, demo);
     }
+    if let Command::EncodeTestWorker {
+        codec,
+        speed,
+        width,
+        height,
+        fps,
+        gop,
+        bitrate,
+        input,
+        output,
+        no_live,
+    } = cli.command
+    {
+        use showmix::encode_test::{plan, worker};
+        let spec = worker::EncodeSpec {
+            codec: *plan::parse_codecs(&codec)?.first().context("no codec")?,
+            speed: *plan::parse_speeds(&speed)?.first().context("no speed")?,
+            width,
+            height,
+            fps,
+            gop_frames: gop,
+            bitrate_kbps: bitrate,
+            live: !no_live,
+            input,
+            output,
+        };
+        worker::run_worker(&spec)?;
+        return Ok(());
+    }
     let presets = Presets::load(cli.presets_dir.as_deref())?;
     match cli.command {
-        Command::Serve { .. } => unreachable!("handled above"),
+        Command::Serve { .. } | Command::EncodeTestWorker { .. } => {
+            unreachable!("handled above")
+        }
+        Command::EncodeTest {
+            sources,
+            ladder,
+            codecs,
+            speeds,
+            bitrates,
+            duration,
+            metrics,
+            reference,
+            out,
+            jobs,
+            scenario,
+            no_live,
+            quiet,
+        } => {
+            let args = showmix::encode_test::Args {
+                sources,
+                ladder,
+                codecs,
+                speeds,
+                bitrates,
+                duration,
+                metrics,
+                reference,
+                out,
+                jobs,
+                scenario,
+                no_live,
+                progress: !quiet,
+                worker_exe: std::env::current_exe()
+                    .context("cannot find the showmix binary for the encode workers")?,
+            };
+            let cancel = Arc::new(AtomicBool::new(false));
+            watch_signals(cancel.clone())?;
+            let report = showmix::encode_test::run(&args, &presets, &cancel)?;
+            for line in showmix::encode_test::summary_lines(&report) {
+                println!("{line}");
+            }
+            println!(
+                "report: {} (and report.json, frames.csv)",
+                args.out.join("report.html").display()
+            );
+            Ok(())
+        }
         Command::Presets { action } => match action.unwrap_or(PresetsAction::List) {
             PresetsAction::List => {
                 print_list(

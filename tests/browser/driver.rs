@@ -165,6 +165,26 @@ pub fn rtc(plan: &Value) -> Result<Report> {
     run_node("rtc.js", &["--plan".into(), plan.to_string()], deadline)
 }
 
+/// Opens an encode-test report page with report.js and screenshots it to `shot`.
+pub fn report_page(
+    page: &std::path::Path,
+    shot: &std::path::Path,
+    deadline_s: u64,
+) -> Result<Report> {
+    run_node(
+        "report.js",
+        &[
+            "--page".into(),
+            page.display().to_string(),
+            "--shot".into(),
+            shot.display().to_string(),
+            "--deadline".into(),
+            deadline_s.to_string(),
+        ],
+        deadline_s,
+    )
+}
+
 /// Runs a script of `tests/browser` with node; kills it 10 s past `deadline_s`.
 fn run_node(script: &str, args: &[String], deadline_s: u64) -> Result<Report> {
     let dir = browser_dir();
