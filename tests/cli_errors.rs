@@ -5,35 +5,12 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use showmix_tests::{showmix_bin, solid_clip};
+use showmix_tests::{run_showmix, showmix_bin, solid_clip};
 
 /// Runs showmix with a time bound; returns (exit code, stderr).
 fn showmix(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(showmix_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("showmix starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("showmix {args:?} did not exit within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "showmix {args:?} panicked: {stderr}"
-    );
-    (out.status.code().unwrap_or(-1), stderr)
+    let (code, _, stderr) = run_showmix(args, Duration::from_secs(60));
+    (code, stderr)
 }
 
 fn refuses(args: &[&str], message: &str) {

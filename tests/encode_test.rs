@@ -8,12 +8,11 @@
 mod driver;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use showmix_tests::{motion_clip, run, showmix_bin};
+use showmix_tests::{motion_clip, run_showmix, video_packets};
 
 const LADDER_360P: &str = r#"description = "encode-test 360p30"
 gop_seconds = 1.0
@@ -40,36 +39,7 @@ const BITRATES: [u32; 3] = [100, 600, 6000];
 
 /// Runs showmix with a deadline; returns (exit code, stdout, stderr).
 fn showmix(args: &[&str], deadline: Duration) -> (i32, String, String) {
-    let mut child = Command::new(showmix_bin())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("showmix starts");
-    let t0 = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if t0.elapsed() > deadline {
-            let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
-            panic!(
-                "showmix {args:?} did not finish within {deadline:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        !stderr.contains("panicked"),
-        "showmix {args:?} panicked: {stderr}"
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr,
-    )
+    run_showmix(args, deadline)
 }
 
 struct Experiment {
@@ -127,25 +97,8 @@ fn encodes(r: &Value) -> &Vec<Value> {
 
 /// (bytes of video packets, packets) as ffprobe reads the file.
 fn ffprobe_video_bytes(path: &Path) -> (u64, u64) {
-    let out = run(Command::new("ffprobe").args([
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "packet=size",
-        "-of",
-        "csv=p=0",
-        path.to_str().unwrap(),
-    ]))
-    .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let sizes: Vec<u64> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.trim().trim_end_matches(',').parse().unwrap())
-        .collect();
-    (sizes.iter().sum(), sizes.len() as u64)
+    let packets = video_packets(path).expect("ffprobe");
+    (packets.iter().map(|p| p.size).sum(), packets.len() as u64)
 }
 
 #[test]

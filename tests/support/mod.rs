@@ -199,6 +199,50 @@ pub fn photo_pan_clip(
 pub struct Packet {
     pub pts: f64,
     pub key: bool,
+    /// Bytes of the packet.
+    pub size: u64,
+}
+
+/// Runs the showmix binary with a deadline (killed past it, which fails the test); returns
+/// (exit code, stdout, stderr). Output is read while it runs, so a chatty run cannot block on
+/// a full pipe. A panic in showmix fails the test too.
+pub fn run_showmix(args: &[&str], deadline: std::time::Duration) -> (i32, String, String) {
+    use std::process::Stdio;
+    let child = Command::new(showmix_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("showmix starts");
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(deadline) {
+        Ok(out) => out.expect("showmix output"),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, which has not been reaped (its waiter thread
+            // has not returned).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            let out = rx.recv().expect("waiter").expect("output");
+            panic!(
+                "showmix {args:?} did not finish within {deadline:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !stderr.contains("panicked"),
+        "showmix {args:?} panicked: {stderr}"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
 }
 
 /// Video packets of a file in decode order, as ffprobe sees them.
@@ -209,7 +253,7 @@ pub fn video_packets(path: &Path) -> Result<Vec<Packet>> {
         "-select_streams",
         "v:0",
         "-show_entries",
-        "packet=pts_time,flags",
+        "packet=pts_time,flags,size",
         "-of",
         "csv=p=0",
         path.to_str().context("utf-8 path")?,
@@ -217,10 +261,16 @@ pub fn video_packets(path: &Path) -> Result<Vec<Packet>> {
     let text = String::from_utf8_lossy(&out.stdout);
     let mut v = Vec::new();
     for line in text.lines().filter(|l| !l.is_empty()) {
-        let (pts, flags) = line.split_once(',').context("pts,flags")?;
+        // ffprobe prints the entries in its own order: pts_time, size, flags.
+        let mut f = line.split(',');
+        let (pts, size, flags) = (f.next(), f.next(), f.next());
+        let (Some(pts), Some(size), Some(flags)) = (pts, size, flags) else {
+            bail!("not pts,size,flags: {line:?}");
+        };
         v.push(Packet {
             pts: pts.parse().with_context(|| format!("pts {pts:?}"))?,
             key: flags.contains('K'),
+            size: size.parse().with_context(|| format!("size {size:?}"))?,
         });
     }
     Ok(v)
