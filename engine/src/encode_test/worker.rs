@@ -118,17 +118,19 @@ impl EncodeSpec {
             s("-an"),
         ];
         let bframes = if self.live { 0 } else { OFFLINE_BFRAMES };
+        // x264 and x265: same preset names and zero-latency tune.
+        if let Some(lib) = match self.codec {
+            VideoCodec::H264 => Some("libx264"),
+            VideoCodec::H265 => Some("libx265"),
+            _ => None,
+        } {
+            a.extend([s("-c:v"), s(lib), s("-preset"), s(self.speed.as_str())]);
+            if self.live {
+                a.extend([s("-tune"), s("zerolatency")]);
+            }
+        }
         match self.codec {
             VideoCodec::H264 => {
-                a.extend([
-                    s("-c:v"),
-                    s("libx264"),
-                    s("-preset"),
-                    s(self.speed.as_str()),
-                ]);
-                if self.live {
-                    a.extend([s("-tune"), s("zerolatency")]);
-                }
                 a.extend([
                     s("-b:v"),
                     format!("{kbps}k"),
@@ -147,15 +149,6 @@ impl EncodeSpec {
                 ]);
             }
             VideoCodec::H265 => {
-                a.extend([
-                    s("-c:v"),
-                    s("libx265"),
-                    s("-preset"),
-                    s(self.speed.as_str()),
-                ]);
-                if self.live {
-                    a.extend([s("-tune"), s("zerolatency")]);
-                }
                 a.extend([
                     s("-b:v"),
                     format!("{kbps}k"),
@@ -458,6 +451,11 @@ mod tests {
     fn ffmpeg_reference_settings() {
         let a = spec(VideoCodec::H264).ffmpeg_args().join(" ");
         assert!(a.contains("-c:v libx264 -preset medium -tune zerolatency -b:v 600k -maxrate 600k -bufsize 360k -bf 0 -g 30 -keyint_min 30 -sc_threshold 0"), "{a}");
+        let a = spec(VideoCodec::H265).ffmpeg_args().join(" ");
+        assert!(
+            a.contains("-c:v libx265 -preset medium -tune zerolatency -b:v 600k -x265-params"),
+            "{a}"
+        );
         let a = spec(VideoCodec::Av1).ffmpeg_args().join(" ");
         // medium is index 5: rav1e speed 5, as the engine maps it.
         assert!(a.contains("-c:v librav1e -speed 5"), "{a}");
