@@ -260,6 +260,13 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
     set_number(&parse, "width", i64::from(spec.width))?;
     set_number(&parse, "height", i64::from(spec.height))?;
     parse.set_property("framerate", gst::Fraction::new(spec.fps as i32, 1));
+    // The raw file is packed I420 (reference.rs writes rows without padding); rawvideoparse's
+    // default layout pads rows to 4 bytes, which shears every width that is not a multiple of
+    // 8 (854-wide 480p rungs), so the layout is given explicitly.
+    let (strides, offsets, frame_size) = packed_i420_layout(spec.width, spec.height);
+    parse.set_property("plane-strides", gst::Array::new(strides));
+    parse.set_property("plane-offsets", gst::Array::new(offsets));
+    parse.set_property("frame-size", frame_size);
     let enc = encode::video_encoder(&ladder, &spec.rung(), "venc")?;
     let vparse = encode::video_parser(spec.codec, "vparse")?;
     let (mux, _) = encode::file_muxer(spec.codec, "mux")?;
@@ -307,6 +314,19 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
     let n = frames.load(std::sync::atomic::Ordering::Relaxed);
     println!("frame={n}");
     Ok(n)
+}
+
+/// Strides, plane offsets and frame size of packed I420 (chroma planes of ⌈w/2⌉ × ⌈h/2⌉).
+fn packed_i420_layout(width: u32, height: u32) -> ([i32; 3], [i32; 3], u32) {
+    let (w, h) = (width as i32, height as i32);
+    let (cw, ch) = ((w + 1) / 2, (h + 1) / 2);
+    let luma = w * h;
+    let chroma = cw * ch;
+    (
+        [w, cw, cw],
+        [0, luma, luma + chroma],
+        (luma + 2 * chroma) as u32,
+    )
 }
 
 /// What a child process cost, from its own rusage.
@@ -431,6 +451,17 @@ mod tests {
             input: "in.yuv".into(),
             output: "out.mp4".into(),
         }
+    }
+
+    #[test]
+    fn packed_layout_has_no_row_padding() {
+        // 854 × 480: GStreamer's default layout would pad luma rows to 856 and chroma to 428.
+        let (strides, offsets, size) = packed_i420_layout(854, 480);
+        assert_eq!(strides, [854, 427, 427]);
+        assert_eq!(offsets, [0, 409_920, 409_920 + 102_480]);
+        assert_eq!(size, 614_880);
+        // Odd sizes round chroma up, as the writer does.
+        assert_eq!(packed_i420_layout(5, 3).2, 15 + 2 * 3 * 2);
     }
 
     #[test]
