@@ -10,14 +10,14 @@
 //! Run: `cargo bench -p showmix-benches --bench encode_test` (SHOWMIX_BENCH_SECONDS=N to change
 //! the clip length, default 3).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use showmix::encode_test::worker::EncodeSpec;
 use showmix::presets::ladder::{Speed, VideoCodec};
-use showmix_tests::{motion_clip, run, workspace_root};
+use showmix_tests::{motion_clip, run};
 
 const CODECS: [VideoCodec; 4] = [
     VideoCodec::H264,
@@ -30,30 +30,6 @@ const BITRATES: [u32; 4] = [150, 300, 600, 1200];
 fn children_cpu() -> Duration {
     let (user, sys) = showmix_tests::children_cpu();
     user + sys
-}
-
-/// The release showmix binary (built here so the bench measures optimised encoders).
-fn release_showmix() -> Result<PathBuf> {
-    let root = workspace_root();
-    let st = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "showmix",
-            "--bin",
-            "showmix",
-        ])
-        .current_dir(&root)
-        .status()?;
-    if !st.success() {
-        bail!("building showmix failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    Ok(target.join("release/showmix"))
 }
 
 fn scripted_ffmpeg(src: &Path, dir: &Path, secs: f64) -> Result<()> {
@@ -111,7 +87,7 @@ fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3.0);
-    let showmix = release_showmix()?;
+    let showmix = showmix_tests::showmix_release_bin()?;
     let dir = tempfile::tempdir()?;
     let src = dir.path().join("src.mp4");
     motion_clip(&src, "testsrc2", secs, 640, 360, 30, 440)?;

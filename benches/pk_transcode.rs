@@ -21,68 +21,26 @@ use showmix::mix::{self, MixArgs};
 use showmix::presets::Presets;
 use showmix_tests::{motion_clip, photo_pan_clip, psnr, run};
 
+mod pk_ffmpeg;
+use pk_ffmpeg::Rungs;
+
 fn children_cpu() -> Duration {
     let (user, sys) = showmix_tests::children_cpu();
     user + sys
 }
 
-struct Rungs {
-    names: Vec<String>,
-    dims: Vec<(u32, u32)>,
-    kbps: Vec<u32>,
-}
-
 fn ffmpeg_pk(a: &Path, b: &Path, out: &Path, r: &Rungs) -> Result<()> {
     std::fs::create_dir_all(out)?;
-    let n = r.names.len();
-    let mut graph =
-        String::from("[0:v]crop=640:720:320:0[l];[1:v]crop=640:720:320:0[r];[l][r]hstack=inputs=2");
-    graph += &format!(",split={n}");
-    for i in 0..n {
-        graph += &format!("[s{i}]");
-    }
-    graph += ";[0:a][1:a]amix=inputs=2:normalize=0";
-    graph += &format!(",asplit={n}");
-    for i in 0..n {
-        graph += &format!("[a{i}]");
-    }
-    for (i, (w, h)) in r.dims.iter().enumerate() {
-        if (*w, *h) == (1280, 720) {
-            graph += &format!(";[s{i}]null[v{i}]");
-        } else {
-            graph += &format!(";[s{i}]scale={w}:{h}[v{i}]");
-        }
-    }
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-v", "error", "-y", "-i"])
         .arg(a)
         .arg("-i")
         .arg(b);
-    cmd.args(["-filter_complex", &graph]);
-    for i in 0..n {
-        let k = r.kbps[i];
+    cmd.args(["-filter_complex", &pk_ffmpeg::filter_graph(r)]);
+    for i in 0..r.names.len() {
         cmd.args(["-map", &format!("[v{i}]"), "-map", &format!("[a{i}]")]);
-        cmd.args([
-            "-c:v",
-            "libx264",
-            "-preset",
-            "veryfast",
-            "-tune",
-            "zerolatency",
-        ]);
-        cmd.args(["-b:v", &format!("{k}k"), "-maxrate", &format!("{k}k")]);
-        // x264enc's default VBV buffer is 600 ms of the bitrate.
-        cmd.args(["-bufsize", &format!("{}k", k * 6 / 10)]);
-        cmd.args([
-            "-g",
-            "30",
-            "-keyint_min",
-            "30",
-            "-sc_threshold",
-            "0",
-            "-bf",
-            "0",
-        ]);
+        cmd.args(["-c:v", "libx264"]);
+        cmd.args(pk_ffmpeg::x264_args(r.kbps[i], ":v"));
         cmd.args(["-c:a", "aac", "-b:a", "128k"]);
         cmd.arg(out.join(format!("{}.mp4", r.names[i])));
     }
@@ -145,11 +103,7 @@ fn main() -> Result<()> {
 
     let presets = Presets::embedded()?;
     let ladder = presets.ladder("showroom-720p")?;
-    let rungs = Rungs {
-        names: ladder.rungs.iter().map(|r| r.name.clone()).collect(),
-        dims: ladder.rungs.iter().map(|r| (r.width, r.height)).collect(),
-        kbps: ladder.rungs.iter().map(|r| r.bitrate_kbps).collect(),
-    };
+    let rungs = Rungs::of(&ladder);
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     let mut ours_wall = Vec::new();

@@ -12,6 +12,7 @@ pub mod encode_test;
 pub mod geometry;
 pub mod hls;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod mix;
 pub mod outdir;

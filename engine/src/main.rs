@@ -185,6 +185,8 @@ fn run(cli: Cli) -> Result<()> {
         demo,
     } = cli.command
     {
+        // Before any thread exists (GStreamer's, tokio's): see memory.rs.
+        showmix::memory::tune_allocator();
         let flags = showmix::config::Flags {
             listen,
             api_token,

@@ -122,7 +122,9 @@ pub async fn run(
             }
         });
     }
+    let trimmer = tokio::spawn(crate::memory::trim_periodically());
     http::serve(engine.clone(), bound.api, shutdown, Duration::from_secs(2)).await;
+    trimmer.abort();
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while ingest.join_next().await.is_some() {}

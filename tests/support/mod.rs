@@ -7,7 +7,9 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 
+pub mod nginx;
 pub mod probes;
+pub mod process;
 pub mod publisher;
 pub mod server;
 pub mod stamp;
@@ -45,6 +47,30 @@ pub fn showmix_bin() -> PathBuf {
         target.join("debug/showmix")
     })
     .clone()
+}
+
+/// Path to the release `showmix` binary, built here (benchmarks measure optimised encoders).
+pub fn showmix_release_bin() -> Result<PathBuf> {
+    let root = workspace_root();
+    let st = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "showmix",
+            "--bin",
+            "showmix",
+        ])
+        .current_dir(&root)
+        .status()?;
+    if !st.success() {
+        anyhow::bail!("building showmix (release) failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(target.join("release/showmix"))
 }
 
 pub fn workspace_root() -> PathBuf {
