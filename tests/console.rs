@@ -247,6 +247,15 @@ fn operator_runs_a_pk_room_from_the_console() {
         assert!(row.contains(want), "{want:?} not in the row {row:?}");
     }
 
+    // A second tab in the same browser shows the room from the first tab's stream.
+    let row2 = r["secondTabRow"].as_str().unwrap_or_default();
+    assert!(
+        row2.contains("show") && row2.contains("pk"),
+        "{}",
+        context()
+    );
+    assert_eq!(r["streamsWithTwoTabs"], 1, "{}", context());
+
     // The preview played (WHEP on loopback) and showed the rival's red on the right, then lost
     // it with pk -> single, and got it back with pk.
     let mode = r["preview"]["mode"].as_str().unwrap_or_default();
@@ -344,7 +353,10 @@ fn operator_runs_a_pk_room_from_the_console() {
         "outputs.png",
     ] {
         let len = std::fs::metadata(shots.join(shot)).map(|m| m.len());
-        assert!(len.as_ref().is_ok_and(|l| *l > 5000), "screenshot {shot}: {len:?}");
+        assert!(
+            len.as_ref().is_ok_and(|l| *l > 5000),
+            "screenshot {shot}: {len:?}"
+        );
     }
     eprintln!(
         "console: preview {mode}, first frame {} ms after load, pk -> single seen in {} ms; \

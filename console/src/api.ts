@@ -1,6 +1,9 @@
 // The showmix API as the console uses it: every call carries the operator's token from the
 // tab's session storage (never a URL), and errors keep the API's own words.
 
+import { appendSnapshot, type History } from "./history";
+import type { Snapshot } from "./types";
+
 const TOKEN_KEY = "showmix.token";
 
 export const token = {
@@ -76,7 +79,7 @@ export type StreamState = "connecting" | "live" | "retrying" | "unauthorized";
  * calls `onEvent` for every server-sent event; reconnects after the server's `retry` delay.
  * Returns a function that ends it.
  */
-export function subscribe(
+function stream(
   onEvent: (name: string, data: string) => void,
   onState: (s: StreamState, detail?: string) => void,
 ): () => void {
@@ -135,5 +138,77 @@ export function subscribe(
   return () => {
     stopped = true;
     abort.abort();
+  };
+}
+
+type Relay =
+  | { type: "hello" }
+  | { type: "event"; name: string; data: string }
+  | { type: "state"; state: StreamState; detail?: string };
+
+/**
+ * The event stream for this tab. A browser keeps at most six HTTP/1.1 connections to a host,
+ * and every stream holds one for good: so the console's tabs share one. The tab holding the
+ * Web Lock `showmix-events` reads the stream and relays every event to the others over a
+ * BroadcastChannel (same origin only); when it closes, another tab takes the lock and the
+ * stream. A tab that joins gets the latest history and snapshot from the leader at once.
+ */
+export function subscribe(
+  onEvent: (name: string, data: string) => void,
+  onState: (s: StreamState, detail?: string) => void,
+): () => void {
+  if (typeof BroadcastChannel === "undefined" || !navigator.locks) return stream(onEvent, onState);
+  const channel = new BroadcastChannel("showmix-events");
+  const abort = new AbortController();
+  let leading = false;
+  let stop: (() => void) | null = null;
+  let release: (() => void) | null = null;
+  // The leader's copy of what a joining tab needs.
+  let history: History = {};
+  let rooms: string | null = null;
+  const post = (m: Relay) => channel.postMessage(m);
+  channel.onmessage = (e: MessageEvent<Relay>) => {
+    const m = e.data;
+    if (m.type === "hello" && leading) {
+      post({ type: "event", name: "history", data: JSON.stringify({ rooms: history }) });
+      if (rooms) post({ type: "event", name: "rooms", data: rooms });
+    } else if (m.type === "event" && !leading) {
+      onState("live");
+      onEvent(m.name, m.data);
+    } else if (m.type === "state" && !leading) {
+      onState(m.state, m.detail);
+    }
+  };
+  navigator.locks
+    .request("showmix-events", { signal: abort.signal }, () => {
+      leading = true;
+      return new Promise<void>((done) => {
+        release = done;
+        stop = stream(
+          (name, data) => {
+            if (name === "history") history = (JSON.parse(data) as { rooms: History }).rooms;
+            if (name === "rooms") {
+              rooms = data;
+              history = appendSnapshot(history, JSON.parse(data) as Snapshot);
+            }
+            onEvent(name, data);
+            post({ type: "event", name, data });
+          },
+          (state, detail) => {
+            onState(state, detail);
+            post({ type: "state", state, detail });
+          },
+        );
+      });
+    })
+    .catch(() => {
+      // aborted before the lock was ours
+    });
+  post({ type: "hello" });
+  return () => {
+    abort.abort();
+    stop?.();
+    release?.();
+    channel.close();
   };
 }

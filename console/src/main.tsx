@@ -5,6 +5,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, subscribe, token, type StreamState } from "./api";
 import type { Point, Presets, Snapshot } from "./types";
+import { appendSnapshot } from "./history";
 import { RoomList } from "./rooms";
 import { RoomPage } from "./room";
 import { BASE, currentRoute, navigate } from "./nav";
@@ -85,21 +86,7 @@ function App() {
         if (name === "rooms") {
           const s = JSON.parse(data) as Snapshot;
           setSnap(s);
-          setHistory((h) => {
-            const next: Record<string, Point[]> = {};
-            for (const r of s.rooms) {
-              const p: Point = {
-                t: s.time,
-                kbps: r.stats.rungs.reduce((a, b) => a + b.bitrate_kbps, 0),
-                fps: r.stats.mix_fps,
-                cpu: r.stats.cpu_percent,
-              };
-              const old = h[r.id] ?? [];
-              const last = old[old.length - 1];
-              next[r.id] = last && last.t >= p.t ? old : [...old, p].slice(-300);
-            }
-            return next;
-          });
+          setHistory((h) => appendSnapshot(h, s));
         } else if (name === "history") {
           setHistory((JSON.parse(data) as { rooms: Record<string, Point[]> }).rooms);
         }

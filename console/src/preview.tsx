@@ -11,6 +11,14 @@ const WHEP_FIRST_FRAME_MS = 4000;
 
 type Stop = () => void;
 
+/** Milestones of the preview's start (ms since page load), kept on the video element as
+ * data-timeline for benchmarks. */
+function mark(v: HTMLVideoElement, name: string) {
+  const t = JSON.parse(v.dataset.timeline ?? "{}") as Record<string, number>;
+  if (!(name in t)) t[name] = Math.round(performance.now());
+  v.dataset.timeline = JSON.stringify(t);
+}
+
 async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
   const pc = new RTCPeerConnection();
   let session: string | null = null;
@@ -23,9 +31,11 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
     pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (e) => {
+      mark(v, "track");
       stream.addTrack(e.track);
       v.srcObject = stream;
     };
+    mark(v, "whep");
     await pc.setLocalDescription(await pc.createOffer());
     // The server wants every candidate in the offer (no trickle).
     await new Promise<void>((resolve) => {
@@ -38,6 +48,7 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
         }
       });
     });
+    mark(v, "gathered");
     const path = samePath(url);
     const res = await fetch(path, {
       method: "POST",
@@ -45,6 +56,7 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
       headers: { "Content-Type": "application/sdp" },
     });
     if (res.status !== 201) throw new Error(`WHEP ${res.status}: ${await res.text()}`);
+    mark(v, "answer");
     const loc = res.headers.get("Location");
     if (loc) session = samePath(new URL(loc, location.origin + path).href);
     await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
@@ -57,7 +69,9 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
 
 async function startHls(v: HTMLVideoElement, url: string): Promise<Stop> {
   const src = samePath(url);
+  mark(v, "hls");
   const { default: Hls } = await import("hls.js");
+  mark(v, "hlsLoaded");
   if (!Hls.isSupported()) {
     v.src = src;
     return () => v.removeAttribute("src");
@@ -135,7 +149,9 @@ export function Preview(props: {
         setNote("This room has no LL-HLS playback and WebRTC did not play.");
       }
     };
+    mark(v, "mounted");
     void firstFrame(v).then(() => {
+      mark(v, "frame");
       v.dataset.firstFrame = String(Math.round(performance.now()));
     });
     void play();

@@ -12,7 +12,8 @@
 //   "shots": DIR,                      screenshots of the main pages (e2e)
 //   "preview": "whep" | "hls",         first-frame: the preview path to force
 //   "runs": N,                         first-frame: page loads to time
-//   "pages": N, "seconds": S,          open: N console tabs on the room page for S seconds
+//   "pages": N, "seconds": S,          open: N console tabs for S seconds, on the room page
+//   "page": "room" | "list",           (its preview forced with "preview" if given) or the list
 //   "deadline": 90                     hard limit for the whole run, seconds
 // }
 // e2e: logs in with the wrong token (the error), then the right one; waits for the room in
@@ -91,7 +92,8 @@ async function centre(page, selector) {
 }
 
 async function e2e(browser, plan, result) {
-  const page = await browser.newPage({ viewport: { width: 1366, height: 900 } });
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  const page = await ctx.newPage();
   watch(page, result);
   const shot = (name) => plan.shots && page.screenshot({ path: path.join(plan.shots, name) });
   await page.goto(`${plan.base}/console/`);
@@ -110,6 +112,21 @@ async function e2e(browser, plan, result) {
   result.roomRow = await row.innerText();
   result.tokenInUrl = page.url().includes(plan.token);
   await shot("rooms.png");
+
+  // A second tab of the same browser, logged in too, shares the first tab's event stream.
+  const second = await ctx.newPage();
+  watch(second, result);
+  await second.addInitScript((t) => sessionStorage.setItem("showmix.token", t), plan.token);
+  await second.goto(`${plan.base}/console/`);
+  const row2 = second.locator(`tr[data-room="${plan.room}"]`);
+  await row2.waitFor({ timeout: 15000 });
+  await sleep(1500);
+  result.secondTabRow = await row2.innerText();
+  result.streamsWithTwoTabs = await page.evaluate(async () => {
+    const m = await (await fetch("/metrics")).text();
+    return Number((/^showmix_event_streams (\d+)$/m.exec(m) || [])[1]);
+  });
+  await second.close();
 
   await row.locator("a").click();
   await page.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 20000 });
@@ -199,7 +216,10 @@ async function firstFrame(browser, plan, result) {
     await page.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 20000 });
     const r = await page.evaluate(() => {
       const v = document.getElementById("preview");
-      return { mode: v.dataset.mode, firstFrame: Number(v.dataset.firstFrame) };
+      const nav = performance.getEntriesByType("navigation")[0];
+      return { mode: v.dataset.mode, firstFrame: Number(v.dataset.firstFrame),
+               timeline: JSON.parse(v.dataset.timeline || "{}"),
+               domContentLoaded: nav ? Math.round(nav.domContentLoadedEventEnd) : null };
     });
     log(`run ${i}`, JSON.stringify(r));
     result.runs.push(r);
@@ -208,24 +228,34 @@ async function firstFrame(browser, plan, result) {
   }
 }
 
-// `pages` consoles open on the room page for `seconds`.
+// `pages` consoles open for `seconds`, each in its own browser context (as `pages` operators
+// would have them: one browser holds at most six HTTP/1.1 connections to a host).
 async function open(browser, plan, result) {
-  const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
-  await ctx.addInitScript((t) => sessionStorage.setItem("showmix.token", t), plan.token);
   const pages = [];
+  const contexts = [];
   for (let i = 0; i < plan.pages; i++) {
+    const ctx = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+    await ctx.addInitScript((t) => sessionStorage.setItem("showmix.token", t), plan.token);
+    contexts.push(ctx);
     const page = await ctx.newPage();
     watch(page, result);
-    await page.goto(`${plan.base}/console/rooms/${plan.room}${plan.preview ? `?preview=${plan.preview}` : ""}`);
+    if (plan.page === "list") await page.goto(`${plan.base}/console/`);
+    else await page.goto(`${plan.base}/console/rooms/${plan.room}${plan.preview ? `?preview=${plan.preview}` : ""}`);
     pages.push(page);
   }
-  for (const p of pages) await p.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 30000 });
+  for (const p of pages) {
+    if (plan.page === "list") await p.locator(`tr[data-room="${plan.room}"]`).waitFor({ timeout: 30000 });
+    else await p.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 30000 });
+  }
   result.openedAt = Date.now();
   log(`${pages.length} consoles open`);
   await sleep(plan.seconds * 1000);
   result.closedAt = Date.now();
-  result.modes = await Promise.all(pages.map((p) => p.evaluate(() => document.getElementById("preview").dataset.mode)));
-  await ctx.close();
+  result.modes = await Promise.all(pages.map((p) => p.evaluate(() => {
+    const v = document.getElementById("preview");
+    return v ? v.dataset.mode : "list";
+  })));
+  for (const c of contexts) await c.close();
 }
 
 async function main() {

@@ -101,6 +101,11 @@ impl EventHub {
         self.subscribers.load(SeqCst)
     }
 
+    /// The live count of streams, for metrics.
+    pub fn counter(&self) -> Arc<AtomicUsize> {
+        self.subscribers.clone()
+    }
+
     /// Takes a place among the subscribers, or 503 when they are all taken.
     pub fn subscribe(&self) -> Result<Subscription, ApiError> {
         let prev = self.subscribers.fetch_add(1, SeqCst);

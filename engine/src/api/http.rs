@@ -565,9 +565,10 @@ pub async fn serve(
 ) {
     let (events, publisher) = super::events::EventHub::new(super::events::MAX_SUBSCRIBERS);
     let ticker = tokio::spawn(event_ticker(engine.clone(), publisher));
+    let http = HttpMetrics::with_event_streams(events.counter());
     let state = Arc::new(State {
         engine,
-        http: HttpMetrics::default(),
+        http,
         events,
     });
     let graceful = GracefulShutdown::new();
