@@ -11,7 +11,7 @@
 //!    then 10 on a room page (event stream + WHEP preview each). Windows of 20 s.
 //!
 //! Run: `cargo bench -p showmix-benches --bench console` (about 3 minutes;
-//! `SHOWMIX_BENCH_QUICK=1` for a shorter run). Writes `target/bench/console.json`. On the 2-core
+//! `SHOWMIX_BENCH_QUICK=1` for a shorter run, `SHOWMIX_BENCH_PARTS=first-frame,cost` to pick). Writes `target/bench/console.json`. On the 2-core
 //! VM the 10 browser tabs compete with the server for the cores: the CPU figures are the
 //! server's own, but its frame pacing suffers with them.
 
@@ -72,8 +72,11 @@ fn first_frame(s: &Server, preview: &str, runs: usize) -> Result<Value> {
     }))?;
     let r = &report.result;
     ensure!(r["ok"] == true, "console.js: {r}\n{}", report.log);
-    let runs = r["runs"].as_array().context("runs")?;
-    for run in runs {
+    let all = r["runs"].as_array().context("runs")?;
+    let failed = all.iter().filter(|x| !x["error"].is_null()).count();
+    let runs: Vec<&Value> = all.iter().filter(|x| x["error"].is_null()).collect();
+    ensure!(!runs.is_empty(), "no run showed a frame: {r}");
+    for run in &runs {
         ensure!(
             run["mode"] == preview,
             "the preview fell back from {preview}: {run}"
@@ -83,7 +86,46 @@ fn first_frame(s: &Server, preview: &str, runs: usize) -> Result<Value> {
         .iter()
         .filter_map(|x| x["firstFrame"].as_f64())
         .collect();
-    Ok(stats(&ms))
+    // Where the time goes: the median of each milestone (ms since navigation start).
+    let mut names: Vec<String> = runs
+        .iter()
+        .filter_map(|x| x["timeline"].as_object())
+        .flat_map(|o| o.keys().cloned())
+        .chain(["domContentLoaded".to_owned()])
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut milestones = serde_json::Map::new();
+    for n in &names {
+        let v: Vec<f64> = runs
+            .iter()
+            .filter_map(|x| x["timeline"][n].as_f64().or(x[n].as_f64()))
+            .collect();
+        milestones.insert(n.clone(), json!(driver::quantile(&v, 0.5)));
+    }
+    let mut order: Vec<(&String, f64)> = milestones
+        .iter()
+        .map(|(k, v)| (k, v.as_f64().unwrap_or(f64::NAN)))
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    println!(
+        "    {preview} milestones (median ms since load): {}",
+        order
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut out = stats(&ms);
+    out["milestones_median_ms"] = Value::Object(milestones);
+    out["runs_without_a_frame_in_15s"] = json!(failed);
+    if failed > 0 {
+        println!(
+            "    {preview}: {failed} of {} runs showed no frame within 15 s",
+            all.len()
+        );
+    }
+    Ok(out)
 }
 
 /// Every second: (unix ms, this process's CPU seconds, HTTP requests served so far).
@@ -105,7 +147,7 @@ fn window(samples: &Samples, from: f64, to: f64) -> Result<(f64, f64, f64)> {
     ))
 }
 
-fn cost(s: &Server, samples: &Samples, secs: u64) -> Result<Value> {
+fn server_cost(s: &Server, samples: &Samples, secs: u64) -> Result<Value> {
     let mut out = Vec::new();
     // No console.
     let t0 = unix_ms();
@@ -156,61 +198,70 @@ fn main() -> Result<()> {
     create(&s, "other")?;
     std::thread::sleep(Duration::from_secs(3));
 
-    let runs = if quick() { 3 } else { 8 };
-    println!("(1) page load -> first preview frame, {runs} runs each");
-    let hls = first_frame(&s, "hls", runs)?;
-    println!(
-        "    LL-HLS (hls.js): median {:.0} ms, p95 {:.0} ms (target <= 1500)",
-        hls["median"].as_f64().unwrap_or(f64::NAN),
-        hls["p95"].as_f64().unwrap_or(f64::NAN)
-    );
-    let whep = first_frame(&s, "whep", runs)?;
-    println!(
-        "    WHEP:            median {:.0} ms, p95 {:.0} ms (target <= 500)",
-        whep["median"].as_f64().unwrap_or(f64::NAN),
-        whep["p95"].as_f64().unwrap_or(f64::NAN)
-    );
-
-    println!("(2) server cost of open consoles, two live PK rooms (720p30 ladders)");
-    let samples: Samples = Arc::default();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let (samples, stop) = (samples.clone(), stop.clone());
-        let addr = s.addr;
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            let next = Instant::now();
-            let mut n = 0u32;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let text = rt
-                    .block_on(showmix::api::http::request(
-                        addr, "GET", "/metrics", None, None,
-                    ))
-                    .map(|r| String::from_utf8_lossy(&r.2).into_owned())
-                    .unwrap_or_default();
-                let total: f64 = text
-                    .lines()
-                    .filter(|l| l.starts_with("showmix_http_requests_total{"))
-                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                    .sum();
-                samples.lock().unwrap_or_else(|e| e.into_inner()).push((
-                    unix_ms(),
-                    cpu_seconds(),
-                    total,
-                ));
-                n += 1;
-                let due = next + Duration::from_secs(u64::from(n));
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            }
-        })
+    let part = |p: &str| {
+        std::env::var("SHOWMIX_BENCH_PARTS")
+            .map(|v| v.split(',').any(|x| x.trim() == p))
+            .unwrap_or(true)
     };
-    let cost = cost(&s, &samples, if quick() { 8 } else { 20 });
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = sampler.join();
-    let cost = cost?;
+    let runs = if quick() { 3 } else { 8 };
+    let (mut hls, mut whep, mut cost) = (Value::Null, Value::Null, Value::Null);
+    if part("first-frame") {
+        println!("(1) page load -> first preview frame, {runs} runs each");
+        hls = first_frame(&s, "hls", runs)?;
+        println!(
+            "    LL-HLS (hls.js): median {:.0} ms, p95 {:.0} ms (target <= 1500)",
+            hls["median"].as_f64().unwrap_or(f64::NAN),
+            hls["p95"].as_f64().unwrap_or(f64::NAN)
+        );
+        whep = first_frame(&s, "whep", runs)?;
+        println!(
+            "    WHEP:            median {:.0} ms, p95 {:.0} ms (target <= 500)",
+            whep["median"].as_f64().unwrap_or(f64::NAN),
+            whep["p95"].as_f64().unwrap_or(f64::NAN)
+        );
+    }
+    if part("cost") {
+        println!("(2) server cost of open consoles, two live PK rooms (720p30 ladders)");
+        let samples: Samples = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (samples, stop) = (samples.clone(), stop.clone());
+            let addr = s.addr;
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let next = Instant::now();
+                let mut n = 0u32;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let text = rt
+                        .block_on(showmix::api::http::request(
+                            addr, "GET", "/metrics", None, None,
+                        ))
+                        .map(|r| String::from_utf8_lossy(&r.2).into_owned())
+                        .unwrap_or_default();
+                    let total: f64 = text
+                        .lines()
+                        .filter(|l| l.starts_with("showmix_http_requests_total{"))
+                        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                        .sum();
+                    samples.lock().unwrap_or_else(|e| e.into_inner()).push((
+                        unix_ms(),
+                        cpu_seconds(),
+                        total,
+                    ));
+                    n += 1;
+                    let due = next + Duration::from_secs(u64::from(n));
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            })
+        };
+        let measured = server_cost(&s, &samples, if quick() { 8 } else { 20 });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = sampler.join();
+        cost = measured?;
+    }
 
     let out = json!({"first_frame_ms": {"hls": hls, "whep": whep}, "server_cost": cost,
                      "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()});

@@ -4,13 +4,14 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { ApiError, api, subscribe, token, type StreamState } from "./api";
-import type { Point, Presets, Snapshot } from "./types";
+import type { Point, Presets, Room, Snapshot, Stats } from "./types";
 import { appendSnapshot } from "./history";
 import { RoomList } from "./rooms";
 import { RoomPage } from "./room";
 import { BASE, currentRoute, navigate } from "./nav";
 import "./styles.css";
 
+const NO_STATS: Stats = { mix_fps: 0, seats: [], rungs: [], cpu_percent: null, whep_viewers: 0 };
 
 function Login({ onDone }: { onDone: () => void }) {
   const [value, setValue] = useState("");
@@ -69,12 +70,21 @@ function App() {
     state: "connecting",
   });
   const [presets, setPresets] = useState<Presets | null>(null);
+  // The room page's room before the first snapshot, so its preview starts at once.
+  const [early, setEarly] = useState<Room | null>(null);
 
   useEffect(() => {
     const pop = () => setRoom(currentRoute());
     addEventListener("popstate", pop);
     return () => removeEventListener("popstate", pop);
   }, []);
+
+  useEffect(() => {
+    if (!authed || !room) return;
+    api<Omit<Room, "stats">>("GET", `/v1/rooms/${room}`)
+      .then((r) => setEarly({ ...r, stats: NO_STATS }))
+      .catch(() => {});
+  }, [authed, room]);
 
   useEffect(() => {
     if (!authed) return;
@@ -107,7 +117,13 @@ function App() {
     setSnap(null);
     setAuthed(false);
   };
-  const current = room ? snap?.rooms.find((r) => r.id === room) : undefined;
+  const current = room
+    ? snap
+      ? snap.rooms.find((r) => r.id === room)
+      : early?.id === room
+        ? early
+        : undefined
+    : undefined;
   return (
     <>
       <header class="top">

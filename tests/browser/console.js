@@ -213,7 +213,15 @@ async function firstFrame(browser, plan, result) {
     const page = await ctx.newPage();
     watch(page, result);
     await page.goto(`${plan.base}/console/rooms/${plan.room}?preview=${plan.preview}`);
-    await page.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 20000 });
+    try {
+      await page.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 15000 });
+    } catch (e) {
+      const timeline = await page.evaluate(() => document.getElementById("preview")?.dataset.timeline);
+      result.runs.push({ error: "no frame within 15 s", timeline: JSON.parse(timeline || "{}") });
+      log(`run ${i}: no frame`, timeline);
+      await ctx.close();
+      continue;
+    }
     const r = await page.evaluate(() => {
       const v = document.getElementById("preview");
       const nav = performance.getEntriesByType("navigation")[0];
