@@ -9,9 +9,11 @@
 //!    its HTTP requests per second (from `/metrics`, less the benchmark's own scrapes) with two
 //!    live PK rooms and no console, then 10 consoles on the room list (the event stream only),
 //!    then 10 on a room page (event stream + WHEP preview each). Windows of 20 s.
+//! 3. The event streams alone: the same CPU with 0 and 10 raw SSE readers in this process (no
+//!    browser competing for the cores), bytes per stream, and the time to build one snapshot.
 //!
 //! Run: `cargo bench -p showmix-benches --bench console` (about 3 minutes;
-//! `SHOWMIX_BENCH_QUICK=1` for a shorter run, `SHOWMIX_BENCH_PARTS=first-frame,cost` to pick). Writes `target/bench/console.json`. On the 2-core
+//! `SHOWMIX_BENCH_QUICK=1` for a shorter run, `SHOWMIX_BENCH_PARTS=first-frame,cost,streams` to pick). Writes `target/bench/console.json`. On the 2-core
 //! VM the 10 browser tabs compete with the server for the cores: the CPU figures are the
 //! server's own, but its frame pacing suffers with them.
 
@@ -187,6 +189,64 @@ fn server_cost(s: &Server, samples: &Samples, secs: u64) -> Result<Value> {
     Ok(Value::Array(out))
 }
 
+/// The event streams alone, without browsers competing for the cores: the server's CPU with
+/// 0 and `n` raw SSE readers, the bytes each receives, and the cost of one tick's snapshot.
+fn streams(s: &Server, n: usize, secs: u64) -> Result<Value> {
+    use std::io::{Read, Write};
+    // One tick's snapshot for every subscriber, built here on this thread.
+    let t0 = Instant::now();
+    let mut size = 0;
+    for _ in 0..50 {
+        size = s.engine.console_tick(true).map_or(0, |b| b.len());
+    }
+    let build_ms = t0.elapsed().as_secs_f64() * 1000.0 / 50.0;
+    let measure = |readers: usize| -> Result<(f64, u64)> {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for _ in 0..readers {
+            let mut c = std::net::TcpStream::connect(s.addr)?;
+            c.set_read_timeout(Some(Duration::from_millis(200)))?;
+            write!(
+                c,
+                "GET /v1/events HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {TOKEN}\r\n\r\n",
+                s.addr
+            )?;
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut total = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(k) = c.read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                        total += k as u64;
+                    }
+                }
+                total
+            }));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+        let (c0, t0) = (cpu_seconds(), Instant::now());
+        std::thread::sleep(Duration::from_secs(secs));
+        let cores = (cpu_seconds() - c0) / t0.elapsed().as_secs_f64();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let bytes: u64 = threads.into_iter().map(|t| t.join().unwrap_or(0)).sum();
+        Ok((cores, bytes / readers.max(1) as u64))
+    };
+    let (none, _) = measure(0)?;
+    let (with, bytes) = measure(n)?;
+    let per_stream_bps = bytes as f64 / (secs + 2) as f64;
+    println!(
+        "    raw streams: server {none:.3} cores with none, {with:.3} with {n} ({:+.4} cores per stream); \
+         snapshot {size} bytes built in {build_ms:.2} ms once a tick; {per_stream_bps:.0} B/s per stream",
+        (with - none) / n as f64
+    );
+    Ok(json!({"streams": n, "cores_none": none, "cores_with": with,
+              "cores_per_stream": (with - none) / n as f64, "snapshot_bytes": size,
+              "snapshot_build_ms": build_ms, "bytes_per_second_per_stream": per_stream_bps}))
+}
+
 fn main() -> Result<()> {
     driver::check_ready()?;
     ensure!(
@@ -263,7 +323,13 @@ fn main() -> Result<()> {
         cost = measured?;
     }
 
+    let mut raw = Value::Null;
+    if part("streams") {
+        println!("(3) the event streams alone (raw SSE readers in this process, no browser)");
+        raw = streams(&s, 10, if quick() { 8 } else { 20 })?;
+    }
     let out = json!({"first_frame_ms": {"hls": hls, "whep": whep}, "server_cost": cost,
+                     "raw_streams": raw,
                      "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()});
     let dir = showmix_tests::workspace_root().join("target/bench");
     std::fs::create_dir_all(&dir)?;

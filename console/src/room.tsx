@@ -98,7 +98,7 @@ function BeautyControls(props: { room: string; seat: Seat; presets: Presets | nu
       // The next snapshots carry the new values; until then keep showing the draft.
       clearing.current = window.setTimeout(() => setDraft(null), ok ? 1500 : 0);
     });
-  const slide = (k: keyof Beauty, v: number) => {
+  const slide = (k: keyof Beauty, v: number | string | boolean) => {
     const next = { ...b, [k]: v } as Beauty;
     setDraft(next);
     clearTimeout(timer.current);
@@ -149,6 +149,26 @@ function BeautyControls(props: { room: string; seat: Seat; presets: Presets | nu
           </div>
         );
       })}
+      <div class="slider">
+        <label for={`beauty-${seat.id}-contrast`}>Contrast</label>
+        <select
+          id={`beauty-${seat.id}-contrast`}
+          value={b.lightening_contrast}
+          onChange={(e) => slide("lightening_contrast", (e.target as HTMLSelectElement).value)}
+        >
+          <option value="low">low</option>
+          <option value="normal">normal</option>
+          <option value="high">high</option>
+        </select>
+        <label>
+          <input
+            type="checkbox"
+            checked={b.skin_mask}
+            onChange={(e) => slide("skin_mask", (e.target as HTMLInputElement).checked)}
+          />{" "}
+          Skin only
+        </label>
+      </div>
       <ErrorText id={errId} error={error} />
     </fieldset>
   );
