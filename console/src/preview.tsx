@@ -5,7 +5,7 @@
 
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import { samePath } from "./api";
+import { apiBlob, samePath } from "./api";
 
 const WHEP_FIRST_FRAME_MS = 4000;
 
@@ -114,6 +114,7 @@ export function Preview(props: {
   const ref = useRef<HTMLVideoElement>(null);
   const [mode, setMode] = useState("starting");
   const [note, setNote] = useState<string | null>(null);
+  const [poster, setPoster] = useState<string | undefined>(undefined);
   // The playback URLs carry fresh tokens every second: start once per room with the first.
   const urls = useRef({ whep: props.whep, hls: props.hls });
   urls.current = { whep: urls.current.whep ?? props.whep, hls: urls.current.hls ?? props.hls };
@@ -160,7 +161,17 @@ export function Preview(props: {
       v.dataset.firstFrame = String(Math.round(performance.now()));
     });
     void play();
+    // The current mix as a still until the video's first frame.
+    let still: string | undefined;
+    void apiBlob(`/v1/rooms/${props.roomId}/snapshot.jpg?width=640`)
+      .then((b) => {
+        if (ended) return;
+        still = URL.createObjectURL(b);
+        setPoster(still);
+      })
+      .catch(() => {});
     return () => {
+      if (still) URL.revokeObjectURL(still);
       ended = true;
       stop?.();
       v.srcObject = null;
@@ -176,6 +187,7 @@ export function Preview(props: {
           muted
           autoplay
           playsInline
+          poster={poster}
           aria-label={`Live preview of room ${props.roomId}`}
         />
         {props.children}

@@ -160,7 +160,7 @@ function BeautyControls(props: { room: string; seat: Seat; presets: Presets | nu
           <option value="normal">normal</option>
           <option value="high">high</option>
         </select>
-        <label>
+        <label class="check">
           <input
             type="checkbox"
             checked={b.skin_mask}
