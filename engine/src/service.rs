@@ -370,11 +370,7 @@ impl Engine {
         self.for_each_room(|id, r| {
             threads.insert(id.to_owned(), r.threads());
         });
-        let process = {
-            let mut m = lock(&self.cpu);
-            m.sample(&threads);
-            m.process
-        };
+        lock(&self.cpu).sample(&threads);
         let t = unix_ms();
         let mut rooms = Vec::new();
         let mut points = Vec::new();
@@ -401,15 +397,30 @@ impl Engine {
                 push_history(h.entry(id).or_default(), p);
             }
         }
-        if !build {
-            return None;
-        }
+        build.then(|| self.snapshot_json(t, rooms))
+    }
+
+    /// The snapshot now, from the last CPU sample (for a stream that starts between ticks).
+    pub fn console_snapshot(&self) -> Vec<u8> {
+        let rooms = self
+            .room_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let stats = self.stats(&id).ok()?;
+                let room = self.get(&id).ok()?;
+                Some(ConsoleRoom { room, stats })
+            })
+            .collect();
+        self.snapshot_json(unix_ms(), rooms)
+    }
+
+    fn snapshot_json(&self, time: u64, rooms: Vec<ConsoleRoom>) -> Vec<u8> {
         serde_json::to_vec(&ConsoleSnapshot {
-            time: t,
-            process_cpu_percent: process,
+            time,
+            process_cpu_percent: lock(&self.cpu).process,
             rooms,
         })
-        .ok()
+        .unwrap_or_default()
     }
 
     /// Every room's history, as JSON: `{"rooms": {"<id>": [points]}}`.

@@ -267,8 +267,8 @@ async fn dispatch(
             let latest = match st.events.fresh() {
                 Some(b) => b,
                 None => {
-                    let snap = blocking(move || Ok(engine.console_tick(true))).await?;
-                    frame("rooms", &snap.unwrap_or_default())
+                    let snap = blocking(move || Ok(engine.console_snapshot())).await?;
+                    frame("rooms", &snap)
                 }
             };
             let prelude = vec![
