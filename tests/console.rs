@@ -233,6 +233,13 @@ fn operator_runs_a_pk_room_from_the_console() {
     let r = &report.result;
     let context = || format!("{r:#}\nconsole.js log:\n{}", report.log);
     assert_eq!(r["ok"], true, "{}", context());
+    // The closed page ended its WHEP session itself (pagehide), not by the server's timeout.
+    let closed = Instant::now();
+    wait_for("the preview's WHEP session to end", || {
+        s.json("GET", "/v1/rooms/show/stats", None).1["whep_viewers"] == 0
+    });
+    let whep_gone = closed.elapsed();
+    assert!(whep_gone < Duration::from_secs(3), "WHEP viewer left after {whep_gone:?}");
 
     // A wrong token: the API's own words under the form.
     let (st, _, body) = s.call("GET", "/v1/presets", Some("wrong-token-0123456789"), None);
@@ -359,8 +366,8 @@ fn operator_runs_a_pk_room_from_the_console() {
         );
     }
     eprintln!(
-        "console: preview {mode}, first frame {} ms after load, pk -> single seen in {} ms; \
-         screenshots in {}; page errors: {}",
+        "console: preview {mode}, first frame {} ms after load, pk -> single seen in {} ms, \
+         WHEP session gone {whep_gone:?} after the browser; screenshots in {}; page errors: {}",
         r["preview"]["firstFrame"],
         r["singleMs"],
         shots.display(),

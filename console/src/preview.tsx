@@ -23,9 +23,13 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
   const pc = new RTCPeerConnection();
   let session: string | null = null;
   const stop = () => {
+    removeEventListener("pagehide", stop);
     pc.close();
     if (session) void fetch(session, { method: "DELETE", keepalive: true }).catch(() => {});
+    session = null;
   };
+  // A closed tab ends its WHEP session at once instead of leaving it to the server's timeout.
+  addEventListener("pagehide", stop);
   try {
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
