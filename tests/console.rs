@@ -239,7 +239,10 @@ fn operator_runs_a_pk_room_from_the_console() {
         s.json("GET", "/v1/rooms/show/stats", None).1["whep_viewers"] == 0
     });
     let whep_gone = closed.elapsed();
-    assert!(whep_gone < Duration::from_secs(3), "WHEP viewer left after {whep_gone:?}");
+    assert!(
+        whep_gone < Duration::from_secs(3),
+        "WHEP viewer left after {whep_gone:?}"
+    );
 
     // A wrong token: the API's own words under the form.
     let (st, _, body) = s.call("GET", "/v1/presets", Some("wrong-token-0123456789"), None);
