@@ -1,7 +1,8 @@
 # showmix: the two commands that set up a fresh Debian 12 machine and run or test the engine.
 #   make run   install missing packages, build, start the engine with a demo room
 #   make test  install missing packages, then fmt check, clippy -D warnings, every test
-# Both also install the npm packages of tests/browser (hls.js, playwright-core) when missing.
+# Both also install the npm packages of tests/browser (hls.js, playwright-core) when missing,
+# and build the operator console (console/) that the binary embeds.
 
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
@@ -9,7 +10,7 @@ CARGO ?= cargo
 OUT ?= out/demo
 LISTEN ?= 127.0.0.1:8080
 
-.PHONY: deps browser-deps build plugins run test fmt clippy unit bench
+.PHONY: deps browser-deps console build plugins run test fmt clippy unit bench
 
 deps:
 	@bash ops/install-deps.sh
@@ -24,7 +25,23 @@ $(BROWSER)/node_modules/.package-lock.json: $(BROWSER)/package.json $(BROWSER)/p
 
 browser-deps: $(BROWSER)/node_modules/.package-lock.json
 
-build: deps
+# The operator console (console/: Vite, Preact, TypeScript, hls.js), built into console/dist,
+# which engine/build.rs embeds into the showmix binary at compile time. npm ci runs when the
+# lock file changed, the type check and vite build when a source changed. (Plain cargo without
+# it still builds; /console/ then only says to run `make console`.)
+CONSOLE := console
+CONSOLE_SRC := $(wildcard $(CONSOLE)/src/*) $(CONSOLE)/index.html $(CONSOLE)/vite.config.ts \
+	$(CONSOLE)/tsconfig.json
+$(CONSOLE)/node_modules/.package-lock.json: $(CONSOLE)/package.json $(CONSOLE)/package-lock.json
+	npm ci --prefix $(CONSOLE) --no-audit --no-fund
+	@touch $@
+$(CONSOLE)/dist/index.html: $(CONSOLE)/node_modules/.package-lock.json $(CONSOLE_SRC)
+	npm run --prefix $(CONSOLE) build
+	@touch $@
+
+console: $(CONSOLE)/dist/index.html
+
+build: deps console
 	$(CARGO) build --release -p showmix
 
 # The GStreamer elements as loadable plugins (libgstshowmixbeauty.so, libgstshowmixscale.so)
@@ -59,7 +76,7 @@ unit:
 	$(CARGO) test --workspace --lib --bins --tests
 	$(CARGO) test --workspace --doc
 
-test: deps browser-deps fmt clippy unit
+test: deps browser-deps console fmt clippy unit
 
-bench: deps browser-deps
+bench: deps browser-deps console
 	$(CARGO) bench -p showmix-benches

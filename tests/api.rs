@@ -211,6 +211,8 @@ fn every_error_case() {
         401,
         "bearer token",
     );
+    // The console's event stream is an API route like the others.
+    expect_error(&s, "GET", "/v1/events", None, None, 401, "bearer token");
     // Open routes need no token.
     assert_eq!(s.call("GET", "/metrics", None, None).0, 200);
     // Malformed JSON, wrong types, unknown fields.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod cpu;
 pub mod encode_test;
 pub mod geometry;
 pub mod hls;

@@ -16,9 +16,21 @@ type RequestKey = (&'static str, String, u16);
 #[derive(Default)]
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<RequestKey, (u64, f64)>>,
+    /// Open `/v1/events` streams (the hub's count, see `api::events`).
+    pub event_streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl HttpMetrics {
+    /// Metrics whose `showmix_event_streams` reads `event_streams`.
+    pub fn with_event_streams(
+        event_streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> Self {
+        Self {
+            event_streams,
+            ..Default::default()
+        }
+    }
+
     pub fn record(&self, route: &'static str, method: &str, status: u16, seconds: f64) {
         let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let e = m.entry((route, method.to_owned(), status)).or_default();
@@ -254,6 +266,17 @@ pub fn render(engine: &Engine, http: &HttpMetrics) -> String {
         }
     }
     webrtc(&mut out, engine);
+    header(
+        &mut out,
+        "showmix_event_streams",
+        "gauge",
+        "Open /v1/events streams (console tabs share one per browser).",
+    );
+    let _ = writeln!(
+        out,
+        "showmix_event_streams {}",
+        http.event_streams.load(std::sync::atomic::Ordering::SeqCst)
+    );
     header(
         &mut out,
         "showmix_http_requests_total",

@@ -172,6 +172,7 @@ pub async fn create_demo_room(addr: SocketAddr, token: Option<&str>, dir: &Path)
         .map(|t| format!(" -H 'Authorization: Bearer {t}'"))
         .unwrap_or_default();
     println!("showmix: demo room \"demo\" is live (pk of two test patterns, showroom-720p)");
+    println!("  console:   http://{addr}/console/ (log in with the API token)");
     println!("  room:      curl{auth} http://{addr}/v1/rooms/demo");
     println!("  snapshot:  curl{auth} -o demo.jpg http://{addr}/v1/rooms/demo/snapshot.jpg");
     println!("  layout:    curl{auth} -X PUT -d '\"grid-4\"' http://{addr}/v1/rooms/demo/layout");

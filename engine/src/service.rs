@@ -57,6 +57,56 @@ pub struct Engine {
     pub playback_signer: TokenSigner,
     /// WebRTC sessions: WHIP publishers and WHEP viewers.
     pub webrtc: Arc<crate::webrtc::Sessions>,
+    /// CPU per room, sampled by the events ticker (`console_tick`).
+    cpu: Mutex<crate::cpu::CpuMeter>,
+    /// Each room's figures over the last minutes, for the console's charts.
+    history: Mutex<BTreeMap<String, std::collections::VecDeque<HistoryPoint>>>,
+}
+
+/// Samples kept per room for the console's chart: five minutes at one a second.
+pub const HISTORY_POINTS: usize = 300;
+
+/// One second of a room, for the console's chart.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct HistoryPoint {
+    /// Unix milliseconds.
+    pub t: u64,
+    /// All rungs together, kbit/s.
+    pub kbps: f64,
+    pub fps: f64,
+    pub cpu: Option<f64>,
+}
+
+/// What the console's event stream sends every second.
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsoleSnapshot {
+    /// Unix milliseconds.
+    pub time: u64,
+    /// The whole process, percent of one core.
+    pub process_cpu_percent: f64,
+    pub rooms: Vec<ConsoleRoom>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConsoleRoom {
+    #[serde(flatten)]
+    pub room: RoomView,
+    pub stats: StatsView,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// Appends a point, keeping the last `HISTORY_POINTS`.
+pub fn push_history(h: &mut std::collections::VecDeque<HistoryPoint>, p: HistoryPoint) {
+    h.push_back(p);
+    while h.len() > HISTORY_POINTS {
+        h.pop_front();
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -266,6 +316,11 @@ pub struct StatsView {
     pub seats: Vec<SeatStats>,
     pub rungs: Vec<RungStats>,
     pub last_layout_change: Option<LayoutChange>,
+    /// The room's threads (mixing, encoding, packaging), percent of one core over the last
+    /// second; `null` until the first two samples (see `crate::cpu`).
+    pub cpu_percent: Option<f64>,
+    /// WebRTC (WHEP) viewers watching now.
+    pub whep_viewers: usize,
 }
 
 fn room_state(s: &RoomState) -> (&'static str, Option<String>) {
@@ -303,7 +358,75 @@ impl Engine {
             rtmp_counters: Arc::new(Counters::default()),
             srt_counters: Arc::new(Counters::default()),
             ingest_ports: Mutex::new(IngestPorts::default()),
+            cpu: Mutex::new(crate::cpu::CpuMeter::default()),
+            history: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Once a second (the events ticker): samples CPU per room and keeps each room's history;
+    /// with `build`, returns the snapshot for the event streams, as JSON.
+    pub fn console_tick(&self, build: bool) -> Option<Vec<u8>> {
+        let mut threads = BTreeMap::new();
+        self.for_each_room(|id, r| {
+            threads.insert(id.to_owned(), r.threads());
+        });
+        lock(&self.cpu).sample(&threads);
+        let t = unix_ms();
+        let mut rooms = Vec::new();
+        let mut points = Vec::new();
+        for id in threads.keys() {
+            let Ok(stats) = self.stats(id) else { continue };
+            points.push((
+                id.clone(),
+                HistoryPoint {
+                    t,
+                    kbps: (stats.rungs.iter().map(|r| r.bitrate_kbps).sum::<f64>() * 10.0).round()
+                        / 10.0,
+                    fps: stats.mix_fps,
+                    cpu: stats.cpu_percent,
+                },
+            ));
+            if build && let Ok(room) = self.get(id) {
+                rooms.push(ConsoleRoom { room, stats });
+            }
+        }
+        {
+            let mut h = lock(&self.history);
+            h.retain(|id, _| threads.contains_key(id));
+            for (id, p) in points {
+                push_history(h.entry(id).or_default(), p);
+            }
+        }
+        build.then(|| self.snapshot_json(t, rooms))
+    }
+
+    /// The snapshot now, from the last CPU sample (for a stream that starts between ticks).
+    pub fn console_snapshot(&self) -> Vec<u8> {
+        let rooms = self
+            .room_ids()
+            .into_iter()
+            .filter_map(|id| {
+                let stats = self.stats(&id).ok()?;
+                let room = self.get(&id).ok()?;
+                Some(ConsoleRoom { room, stats })
+            })
+            .collect();
+        self.snapshot_json(unix_ms(), rooms)
+    }
+
+    fn snapshot_json(&self, time: u64, rooms: Vec<ConsoleRoom>) -> Vec<u8> {
+        serde_json::to_vec(&ConsoleSnapshot {
+            time,
+            process_cpu_percent: lock(&self.cpu).process,
+            rooms,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Every room's history, as JSON: `{"rooms": {"<id>": [points]}}`.
+    pub fn console_history(&self) -> Vec<u8> {
+        let h = lock(&self.history);
+        serde_json::to_vec(&serde_json::json!({ "rooms": &*h })).unwrap_or_default()
     }
 
     /// Adds a push or record output to a running room.
@@ -679,7 +802,7 @@ impl Engine {
                 "volume: {v} is out of range (allowed 0..=2)"
             )));
         }
-        if let Some(s) = patch.slot
+        if let Some(Some(s)) = patch.slot
             && s >= crate::presets::layout::MAX_SLOTS
         {
             return Err(ApiError::invalid(format!(
@@ -702,7 +825,7 @@ impl Engine {
                 )));
             }
             if let Some(slot) = patch.slot {
-                room.set_seat_slot(seat, Some(slot))?;
+                room.set_seat_slot(seat, slot)?;
             }
             if patch.volume.is_some() || patch.muted.is_some() {
                 room.set_seat_audio(seat, patch.volume, patch.muted)
@@ -750,6 +873,8 @@ impl Engine {
                 seats: room.seat_stats(),
                 rungs: room.rung_stats(),
                 last_layout_change: last,
+                cpu_percent: lock(&self.cpu).rooms.get(id).copied(),
+                whep_viewers: room.whep_viewers(),
             })
         })
     }

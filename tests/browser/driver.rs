@@ -1,7 +1,8 @@
 //! Runs the browser scripts in `tests/browser` (through playwright-core, in headless Chromium)
 //! as child processes with a hard time limit, and returns their report: `play.js` (hls.js) for
 //! `tests/hls_browser.rs` and `benches/hls.rs`, `rtc.js` (WHIP/WHEP pages) for
-//! `tests/webrtc_browser.rs` and `benches/webrtc.rs` (all include this file with `#[path]`).
+//! `tests/webrtc_browser.rs` and `benches/webrtc.rs`, `console.js` (the operator console) for
+//! `tests/console.rs` and `benches/console.rs` (all include this file with `#[path]`).
 //!
 //! The child is ended on every path: past the limit it gets SIGTERM (play.js closes the browser
 //! and exits), then SIGKILL; Chromium exits by itself when its DevTools pipe to node closes.
@@ -163,6 +164,12 @@ pub fn play(p: &Play) -> Result<Report> {
 pub fn rtc(plan: &Value) -> Result<Report> {
     let deadline = plan["deadline"].as_u64().unwrap_or(60);
     run_node("rtc.js", &["--plan".into(), plan.to_string()], deadline)
+}
+
+/// Runs console.js with `plan` (see the script's header) and waits for its report.
+pub fn console(plan: &Value) -> Result<Report> {
+    let deadline = plan["deadline"].as_u64().unwrap_or(90);
+    run_node("console.js", &["--plan".into(), plan.to_string()], deadline)
 }
 
 /// Opens an encode-test report page with report.js and screenshots it to `shot`.

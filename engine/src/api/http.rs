@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
@@ -32,18 +33,24 @@ use super::routes::{Route, route};
 use crate::metrics::{HttpMetrics, render};
 use crate::service::Engine;
 
-pub type Body = Full<Bytes>;
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// A whole body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed_unsync()
+}
 /// Response headers, as `request_with` returns them.
 pub use hyper::HeaderMap;
 
 struct State {
     engine: Arc<Engine>,
     http: HttpMetrics,
+    events: super::events::EventHub,
 }
 
 fn json<T: Serialize>(status: StatusCode, v: &T) -> Response<Body> {
     let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{}".to_vec());
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(full(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -149,7 +156,7 @@ async fn dispatch(
         Route::Metrics => {
             let st2 = st.clone();
             let text = blocking(move || Ok(render(&st2.engine, &st2.http))).await?;
-            let mut r = Response::new(Full::new(Bytes::from(text)));
+            let mut r = Response::new(full(Bytes::from(text)));
             r.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -175,7 +182,7 @@ async fn dispatch(
         Route::GetRoom(id) => json(StatusCode::OK, &blocking(move || engine.get(&id)).await?),
         Route::DeleteRoom(id) => {
             blocking(move || engine.delete(&id)).await?;
-            let mut r = Response::new(Full::new(Bytes::new()));
+            let mut r = Response::new(full(Bytes::new()));
             *r.status_mut() = StatusCode::NO_CONTENT;
             r
         }
@@ -222,7 +229,7 @@ async fn dispatch(
                 )));
             }
             let jpeg = blocking(move || engine.snapshot(&id, width)).await?;
-            let mut r = Response::new(Full::new(Bytes::from(jpeg)));
+            let mut r = Response::new(full(Bytes::from(jpeg)));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
             r.headers_mut()
@@ -252,7 +259,65 @@ async fn dispatch(
             StatusCode::OK,
             &blocking(move || engine.remove_output(&id, &output)).await?,
         ),
+        Route::Events => {
+            use super::events::frame;
+            let sub = st.events.subscribe()?;
+            let e2 = engine.clone();
+            let history = blocking(move || Ok(e2.console_history())).await?;
+            let latest = match st.events.fresh() {
+                Some(b) => b,
+                None => {
+                    let snap = blocking(move || Ok(engine.console_snapshot())).await?;
+                    frame("rooms", &snap)
+                }
+            };
+            let prelude = vec![
+                Bytes::from_static(b"retry: 2000\n\n"),
+                frame("history", &history),
+                latest,
+            ];
+            let mut r = Response::new(st.events.stream(sub, prelude).boxed_unsync());
+            let h = r.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            // No buffering in front of it (nginx and the like).
+            h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+            r
+        }
     })
+}
+
+/// `/console/...`: the embedded operator console (see `api::console`).
+fn console_file(method: &str, path: &str) -> Option<Response<Body>> {
+    let a = super::console::lookup(path)?;
+    if method != "GET" && method != "HEAD" {
+        return Some(error_response(ApiError::method_not_allowed(format!(
+            "{method} is not allowed on {path} (allowed: GET, HEAD)"
+        ))));
+    }
+    let mut r = Response::new(full(Bytes::from_static(if method == "HEAD" {
+        b""
+    } else {
+        a.body
+    })));
+    *r.status_mut() = StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK);
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(a.content_type));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(a.cache));
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(super::console::CSP),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    if let Some(l) = a.location {
+        h.insert(hyper::header::LOCATION, HeaderValue::from_static(l));
+    }
+    Some(r)
 }
 
 /// CORS and caching for playback objects: players on any origin may fetch them.
@@ -303,7 +368,7 @@ async fn live(
 ) -> Result<Response<Body>, ApiError> {
     use crate::hls::{HlsPath, PlaylistRequest, Resource};
     if method == "OPTIONS" {
-        let mut r = Response::new(Full::new(Bytes::new()));
+        let mut r = Response::new(full(Bytes::new()));
         *r.status_mut() = StatusCode::NO_CONTENT;
         return Ok(playback(r, "text/plain", "max-age=600"));
     }
@@ -339,7 +404,7 @@ async fn live(
         .ok_or_else(|| ApiError::not_found(format!("room {room_id:?} has no LL-HLS playback")))?;
     let hroom = &pkg.room;
     let wait = hroom.config().blocking_timeout();
-    let body = |b: Bytes| Response::new(Full::new(b));
+    let body = |b: Bytes| Response::new(full(b));
     Ok(match parsed {
         HlsPath::Multivariant { .. } => {
             playback(body(Bytes::from(pkg.multivariant())), PLAYLIST, "no-cache")
@@ -436,6 +501,15 @@ async fn handle(
         );
         return Ok(resp);
     }
+    if let Some(resp) = console_file(&method, req.uri().path()) {
+        st.http.record(
+            "/console/{path}",
+            &method,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        return Ok(resp);
+    }
     if req.uri().path().starts_with("/live/") {
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or_default().to_owned();
@@ -489,9 +563,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     drain: Duration,
 ) {
+    let (events, publisher) = super::events::EventHub::new(super::events::MAX_SUBSCRIBERS);
+    let ticker = tokio::spawn(event_ticker(engine.clone(), publisher));
+    let http = HttpMetrics::with_event_streams(events.counter());
     let state = Arc::new(State {
         engine,
-        http: HttpMetrics::default(),
+        http,
+        events,
     });
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -522,7 +600,26 @@ pub async fn serve(
         }
     }
     drop(listener);
+    // Ends every event stream, so they do not hold the drain up.
+    ticker.abort();
     let _ = tokio::time::timeout(drain, graceful.shutdown()).await;
+}
+
+/// Once a second: CPU and history for every room, and, while anyone listens, one snapshot for
+/// all event streams (see `api::events`).
+async fn event_ticker(engine: Arc<Engine>, publisher: super::events::Publisher) {
+    let mut tick = tokio::time::interval(super::events::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let build = publisher.subscribers() > 0;
+        let e = engine.clone();
+        match tokio::task::spawn_blocking(move || e.console_tick(build)).await {
+            Ok(Some(json)) => publisher.publish(super::events::frame("rooms", &json)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("console tick failed: {e}"),
+        }
+    }
 }
 
 /// A minimal HTTP/1.1 client on hyper, for `--demo`, tests and benchmarks: one request on a

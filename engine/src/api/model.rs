@@ -202,11 +202,13 @@ pub struct SeatRequest {
     pub placeholder: Option<String>,
 }
 
-/// Live changes to a seat; absent fields stay as they are.
+/// Live changes to a seat; absent fields stay as they are. `"slot": null` takes the seat off
+/// the layout (hidden, still heard) until a slot is given again.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SeatPatch {
-    pub slot: Option<usize>,
+    #[serde(default, deserialize_with = "present")]
+    pub slot: Option<Option<usize>>,
     pub volume: Option<f64>,
     pub muted: Option<bool>,
     pub beauty: Option<Value>,
@@ -245,6 +247,13 @@ pub enum OutputRequest {
         rungs: Option<Vec<String>>,
         segment_minutes: Option<u64>,
     },
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Body of `POST /v1/rooms/{room}/playback-token` (may be empty).
@@ -506,6 +515,22 @@ mod tests {
             assert!(v.contains("outputs[0].dir"), "{v}");
             assert!(v.contains(&roots.data_dir().display().to_string()), "{v}");
         }
+    }
+
+    #[test]
+    fn seat_patch_slot_absent_null_or_set() {
+        let p: SeatPatch = parse_body(br#"{"muted": true}"#).unwrap();
+        assert_eq!(p.slot, None);
+        let p: SeatPatch = parse_body(br#"{"slot": null}"#).unwrap();
+        assert_eq!(p.slot, Some(None));
+        let p: SeatPatch = parse_body(br#"{"slot": 2}"#).unwrap();
+        assert_eq!(p.slot, Some(Some(2)));
+        assert_eq!(
+            parse_body::<SeatPatch>(br#"{"slot": -1}"#)
+                .unwrap_err()
+                .status,
+            422
+        );
     }
 
     #[test]

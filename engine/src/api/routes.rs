@@ -25,6 +25,8 @@ pub enum Route {
     PlaybackToken(String),
     AddOutput(String),
     DeleteOutput(String, String),
+    /// Server-sent events for the console (see `api::events`).
+    Events,
 }
 
 /// (method, path template) of every route, as in the OpenAPI document.
@@ -47,7 +49,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/v1/rooms/{room}/playback-token"),
     ("POST", "/v1/rooms/{room}/outputs"),
     ("DELETE", "/v1/rooms/{room}/outputs/{output}"),
+    ("GET", "/v1/events"),
 ];
+
+/// The operator console's files (see `api::console`): public, outside `/v1`; the API calls the
+/// page makes carry the token.
+pub const CONSOLE_ROUTES: &[(&str, &str)] = &[("GET", "/console/{path}")];
 
 /// Playback routes, served outside `/v1` without the API token (see `api::http::live`).
 pub const PLAYBACK_ROUTES: &[(&str, &str)] = &[
@@ -93,6 +100,7 @@ impl Route {
             Route::PlaybackToken(_) => "/v1/rooms/{room}/playback-token",
             Route::AddOutput(_) => "/v1/rooms/{room}/outputs",
             Route::DeleteOutput(..) => "/v1/rooms/{room}/outputs/{output}",
+            Route::Events => "/v1/events",
         }
     }
 
@@ -142,6 +150,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, ApiError> {
         (["metrics"], _) => wrong("GET"),
         (["v1", "presets"], "GET") => Ok(Route::Presets),
         (["v1", "presets"], _) => wrong("GET"),
+        (["v1", "events"], "GET") => Ok(Route::Events),
+        (["v1", "events"], _) => wrong("GET"),
         (["v1", "rooms"], "GET") => Ok(Route::ListRooms),
         (["v1", "rooms"], "POST") => Ok(Route::CreateRoom),
         (["v1", "rooms"], _) => wrong("GET, POST"),
@@ -260,6 +270,7 @@ mod openapi {
             .iter()
             .chain(super::PLAYBACK_ROUTES)
             .chain(super::WEBRTC_ROUTES)
+            .chain(super::CONSOLE_ROUTES)
             .map(|(m, p)| (m.to_string(), p.to_string()))
             .collect();
         assert_eq!(

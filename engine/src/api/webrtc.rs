@@ -16,7 +16,6 @@
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 
@@ -129,7 +128,7 @@ pub fn cors(mut r: Response<Body>) -> Response<Body> {
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(super::http::full(Bytes::new()));
     *r.status_mut() = status;
     r
 }
@@ -191,7 +190,7 @@ pub async fn handle(
             let answer = answer
                 .await
                 .map_err(|e| ApiError::internal(format!("operation failed: {e}")))??;
-            let mut r = Response::new(Full::new(Bytes::from(answer.sdp)));
+            let mut r = Response::new(super::http::full(Bytes::from(answer.sdp)));
             *r.status_mut() = StatusCode::CREATED;
             let h = r.headers_mut();
             h.insert(CONTENT_TYPE, HeaderValue::from_static(SDP));

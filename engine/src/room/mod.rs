@@ -191,6 +191,8 @@ struct Inner {
     keyframes: Arc<webrtc::KeyframeForcer>,
     /// WebRTC playback branches, built when the first viewer comes.
     webrtc: Mutex<webrtc::WebrtcTaps>,
+    /// The room's streaming threads, for CPU per room (see `crate::cpu`).
+    threads: crate::cpu::RoomThreads,
 }
 
 /// When a seat counts as stalled, and how long its tile holds the last frame.
@@ -486,6 +488,7 @@ impl Room {
             raw_audio_tee,
             keyframes,
             webrtc: Mutex::new(webrtc::WebrtcTaps::default()),
+            threads: crate::cpu::RoomThreads::default(),
         });
         for s in spec.seats {
             inner.attach_seat(s)?;
@@ -494,7 +497,15 @@ impl Room {
         let bus = pipeline.bus().context("pipeline has no bus")?;
         let (tx, rx) = (events_tx, events_rx);
         let pipeline_obj = pipeline.clone().upcast::<gst::Object>();
+        let threads = inner.threads.clone();
         bus.set_sync_handler(move |_, msg| {
+            // Posted from the streaming thread itself as it starts: that thread is the room's.
+            if let gst::MessageView::StreamStatus(s) = msg.view() {
+                if s.get().0 == gst::StreamStatusType::Enter {
+                    threads.register_current();
+                }
+                return gst::BusSyncReply::Drop;
+            }
             let seat = match msg.view() {
                 gst::MessageView::Error(_)
                 | gst::MessageView::Warning(_)
@@ -526,6 +537,11 @@ impl Room {
 
     pub fn id(&self) -> &str {
         &self.inner.id
+    }
+
+    /// The room's streaming threads, for CPU per room.
+    pub fn threads(&self) -> crate::cpu::RoomThreads {
+        self.inner.threads.clone()
     }
 
     pub fn ladder(&self) -> &Ladder {

@@ -202,6 +202,9 @@ impl Inner {
         q.set_property_from_str("leaky", "downstream");
         let valve = make("valve", Some("webrtc-audio-valve"))?;
         valve.set_property("drop", true);
+        // A shut valve must still pass EOS (sticky), or a room whose last WHEP viewer has left
+        // never finalises its outputs when it stops.
+        valve.set_property_from_str("drop-mode", "forward-sticky-events");
         let conv = make("audioconvert", Some("webrtc-audio-convert"))?;
         let res = make("audioresample", Some("webrtc-audio-resample"))?;
         let caps = capsfilter(

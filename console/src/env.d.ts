@@ -1,0 +1,2 @@
+// Vite bundles imported CSS into a file of its own.
+declare module "*.css";
