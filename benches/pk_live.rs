@@ -10,6 +10,10 @@
 //! realtime (mixed and encoded frames per second ≥ 29 of 30). The publishers' own CPU is not
 //! counted (they copy packets; ffmpeg reads the files itself).
 //!
+//! Realtime: every seat's publisher frames get into the mix at ≥ 29 fps (the mixer itself runs
+//! on the clock whatever its inputs do) and every rung encodes ≥ 29 fps; for ffmpeg, output
+//! frames less the duplicates it inserts when it falls behind.
+//!
 //! Density: rooms are added one at a time until a room misses realtime, for both tools
 //! (SHOWMIX_BENCH_DENSITY=0 skips it).
 //!
@@ -104,15 +108,18 @@ fn ffmpeg_live(a: &Path, b: &Path, out: &Path, r: &Rungs) -> Result<Proc> {
     Ok(Proc(cmd.spawn().context("ffmpeg starts")?))
 }
 
-/// The last `frame=` ffmpeg's -progress wrote.
+/// Frames ffmpeg's -progress last reported, less the duplicates it inserted to keep the output
+/// rate (an overloaded ffmpeg repeats frames as the compositor does).
 fn ffmpeg_frames(out: &Path) -> u64 {
-    std::fs::read_to_string(out.join("progress"))
-        .unwrap_or_default()
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix("frame="))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+    let text = std::fs::read_to_string(out.join("progress")).unwrap_or_default();
+    let last = |key: &str| -> u64 {
+        text.lines()
+            .rev()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    last("frame=").saturating_sub(last("dup_frames="))
 }
 
 struct Clips {
@@ -120,19 +127,32 @@ struct Clips {
     rival: PathBuf,
 }
 
-/// Frames mixed and the fewest frames any rung encoded so far, per room.
-fn room_frames(s: &ServeProcess, room: &str) -> Result<(u64, u64)> {
+/// Per room: frames mixed, the fewest frames any rung encoded, and the fewest publisher
+/// frames any seat got into the mix (received less dropped as late). The mixer runs on the
+/// clock and repeats a seat's last picture when the seat falls behind, so only the last one
+/// shows whether the room keeps up with its publishers.
+fn room_frames(s: &ServeProcess, room: &str) -> Result<[u64; 3]> {
     let (st, v) = s.json("GET", &format!("/v1/rooms/{room}/stats"), None)?;
     ensure!(st == 200, "stats {room}: {st} {v}");
     let mixed = v["mixed_frames"].as_u64().context("mixed_frames")?;
-    let encoded = v["rungs"]
-        .as_array()
-        .context("rungs")?
-        .iter()
-        .filter_map(|r| r["frames"].as_u64())
-        .min()
-        .context("rung frames")?;
-    Ok((mixed, encoded))
+    let min_of = |key: &str, f: &dyn Fn(&Value) -> Option<u64>| -> Result<u64> {
+        v[key]
+            .as_array()
+            .context("stats")?
+            .iter()
+            .filter_map(f)
+            .min()
+            .with_context(|| format!("{key} in stats"))
+    };
+    let encoded = min_of("rungs", &|r| r["frames"].as_u64())?;
+    let used = min_of("seats", &|x| {
+        Some(
+            x["frames_received"]
+                .as_u64()?
+                .saturating_sub(x["frames_dropped"].as_u64()?),
+        )
+    })?;
+    Ok([mixed, encoded, used])
 }
 
 /// What one side cost for `n` rooms over the window.
@@ -195,21 +215,21 @@ fn showmix_rooms(dir: &Path, clips: &Clips, n: usize, window: Duration) -> Resul
     }
     std::thread::sleep(WARMUP);
     let pid = s.pid();
-    let before: Vec<(u64, u64)> = rooms
+    let before: Vec<[u64; 3]> = rooms
         .iter()
         .map(|r| room_frames(&s, r))
         .collect::<Result<_>>()?;
     let (c0, t0) = (cpu_seconds(pid)?, Instant::now());
     std::thread::sleep(window);
     let (c1, dt) = (cpu_seconds(pid)?, t0.elapsed().as_secs_f64());
-    let after: Vec<(u64, u64)> = rooms
+    let after: Vec<[u64; 3]> = rooms
         .iter()
         .map(|r| room_frames(&s, r))
         .collect::<Result<_>>()?;
     let fps = before
         .iter()
         .zip(&after)
-        .map(|(b, a)| ((a.0 - b.0).min(a.1 - b.1)) as f64 / dt)
+        .map(|(b, a)| (0..3).map(|i| a[i] - b[i]).min().unwrap_or(0) as f64 / dt)
         .collect();
     drop(pubs);
     Ok(Sample {
