@@ -332,6 +332,18 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
         "--scenario pk mixes two sources: give exactly two, got 1",
     );
     check(&["--jobs", "0"], "--jobs 0 is out of range");
+    check(
+        &["--codecs", "h264,vp9", "--crf", "20,60"],
+        "--crf 60 is out of range for h264 (allowed: 0..=50)",
+    );
+    check(
+        &["--crf", "30,20"],
+        "--crf is not increasing: 20 comes after 30",
+    );
+    check(
+        &["--crf", "23", "--bitrates", "300"],
+        "--bitrates and --crf exclude each other",
+    );
     // A file that is not media: one line, and the partial report is kept.
     let junk = d.path().join("junk.mp4");
     std::fs::write(&junk, b"this is not a video").unwrap();
@@ -356,4 +368,142 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
             .unwrap()
             .contains("does not decode")
     );
+}
+
+/// `--crf`: constant quality through the engine's encoders and ffmpeg's with the same settings;
+/// a higher value spends fewer bits and loses quality, and the two tools agree on the rate.
+#[test]
+fn constant_quality_falls_with_crf_and_matches_ffmpeg() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src.mp4");
+    motion_clip(&src, "testsrc2", 1.0, 640, 360, 30, 440).unwrap();
+    let ladder = dir.path().join("ladder.toml");
+    std::fs::write(&ladder, LADDER_360P).unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = showmix(
+        &[
+            "encode-test",
+            src.to_str().unwrap(),
+            "--ladder",
+            ladder.to_str().unwrap(),
+            "--codecs",
+            "h264,vp9",
+            "--crf",
+            "18,30,42",
+            "--reference",
+            "ffmpeg",
+            "--duration",
+            "1s",
+            "--metrics",
+            "psnr",
+            "--jobs",
+            "2",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(600),
+    );
+    assert_eq!(code, 0, "encode-test failed:\n{stdout}\n{stderr}");
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema_version"], 2);
+    assert_eq!(report["settings"]["crf"], serde_json::json!([18, 30, 42]));
+    let es = encodes(&report);
+    assert_eq!(es.len(), 2 * 3 * 2);
+    for codec in ["h264", "vp9"] {
+        for encoder in ["showmix", "ffmpeg"] {
+            let mut pts: Vec<(u64, f64, f64)> = es
+                .iter()
+                .filter(|e| e["codec"] == codec && e["encoder"] == encoder)
+                .map(|e| {
+                    assert_eq!(e["target_kbps"], 0, "{e}");
+                    // The bitrate the report gives is what ffprobe reads from the file.
+                    let (bytes, _) = ffprobe_video_bytes(&out.join(e["file"].as_str().unwrap()));
+                    assert_eq!(bytes, e["video_bytes"].as_u64().unwrap(), "{}", e["id"]);
+                    (
+                        e["crf"].as_u64().unwrap(),
+                        e["bitrate_kbps"].as_f64().unwrap(),
+                        e["psnr_y"].as_f64().unwrap(),
+                    )
+                })
+                .collect();
+            pts.sort_by_key(|p| p.0);
+            assert_eq!(pts.len(), 3, "{codec} {encoder}");
+            for w in pts.windows(2) {
+                assert!(
+                    w[1].1 < w[0].1 && w[1].2 < w[0].2,
+                    "{codec} {encoder}: crf {} → {} should lower rate and PSNR: {pts:?}",
+                    w[0].0,
+                    w[1].0
+                );
+            }
+        }
+        // Same settings, same library underneath: the rates agree closely.
+        for q in [18, 30, 42] {
+            let rate = |encoder: &str| {
+                es.iter()
+                    .find(|e| e["codec"] == codec && e["encoder"] == encoder && e["crf"] == q)
+                    .and_then(|e| e["bitrate_kbps"].as_f64())
+                    .unwrap()
+            };
+            let (ours, theirs) = (rate("showmix"), rate("ffmpeg"));
+            assert!(
+                (ours / theirs - 1.0).abs() < 0.1,
+                "{codec} crf {q}: showmix {ours} kbit/s, ffmpeg {theirs} kbit/s"
+            );
+        }
+    }
+}
+
+/// A disk that fills in the middle of the experiment: one line naming it, a non-zero exit, and
+/// the report.json on disk keeps the encodes finished before. The full disk is a real one: a
+/// 10.6 MB tmpfs in a private mount namespace (`unshare -rm`, no root needed), where the 1 s
+/// 360p reference (9.9 MiB) leaves room for about one encode.
+#[test]
+fn a_full_disk_stops_with_one_line_and_keeps_the_finished_encodes() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-rm", "true"])
+        .status();
+    if !matches!(probe, Ok(s) if s.success()) {
+        eprintln!("skipped: this machine cannot make a private mount namespace (unshare -rm)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ladder = dir.path().join("ladder.toml");
+    std::fs::write(&ladder, LADDER_360P).unwrap();
+    let mnt = dir.path().join("small-disk");
+    std::fs::create_dir(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=10600k tmpfs '{mnt}' && timeout 300 '{bin}' encode-test test:smpte --ladder '{ladder}' --bitrates 2000,4000,8000 --duration 1s --metrics psnr --quiet --out '{mnt}/out'; \
+         echo \"exit=$?\" >&2",
+        mnt = mnt.display(),
+        bin = showmix_tests::showmix_bin().display(),
+        ladder = ladder.display(),
+    );
+    // The report is read inside the namespace (the tmpfs vanishes with it).
+    let script = format!("{script}; cat '{mnt}/out/report.json'", mnt = mnt.display());
+    let out = std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("exit=")).collect();
+    assert!(
+        stderr.contains("exit=1"),
+        "wanted a non-zero exit: {stderr}"
+    );
+    assert_eq!(lines.len(), 1, "one line: {stderr}");
+    assert!(
+        lines[0].contains("No space left on device")
+            && lines[0].contains("keeps the 1 finished encode(s)"),
+        "{stderr}"
+    );
+    let json = &stdout[stdout.find('{').expect("report.json on the full disk")..];
+    let report: Value = serde_json::from_str(json).unwrap();
+    assert_eq!(report["complete"], false);
+    let es = encodes(&report);
+    assert_eq!(es.len(), 1, "{json}");
+    assert!(es[0]["error"].is_null() && es[0]["psnr_y"].as_f64().unwrap() > 30.0);
 }

@@ -68,6 +68,10 @@ enum Command {
         /// Bitrates in kbit/s, increasing, each rung encoded at each; default: the ladder's.
         #[arg(long)]
         bitrates: Option<String>,
+        /// Constant quality instead of bitrates, increasing, on each encoder's own scale
+        /// (h264 CRF 0..=50, h265 CRF 0..=51, vp8/vp9 cq-level 0..=63, av1 quantizer 0..=255).
+        #[arg(long)]
+        crf: Option<String>,
         /// How much of each source: 10s, 2.5, 1500ms.
         #[arg(long, default_value = "10s")]
         duration: String,
@@ -110,6 +114,8 @@ enum Command {
         gop: u32,
         #[arg(long)]
         bitrate: u32,
+        #[arg(long)]
+        crf: Option<u32>,
         #[arg(long)]
         input: PathBuf,
         #[arg(long)]
@@ -207,6 +213,7 @@ fn run(cli: Cli) -> Result<()> {
         fps,
         gop,
         bitrate,
+        crf,
         input,
         output,
         no_live,
@@ -221,6 +228,7 @@ fn run(cli: Cli) -> Result<()> {
             fps,
             gop_frames: gop,
             bitrate_kbps: bitrate,
+            crf,
             live: !no_live,
             input,
             output,
@@ -239,6 +247,7 @@ fn run(cli: Cli) -> Result<()> {
             codecs,
             speeds,
             bitrates,
+            crf,
             duration,
             metrics,
             reference,
@@ -254,6 +263,7 @@ fn run(cli: Cli) -> Result<()> {
                 codecs,
                 speeds,
                 bitrates,
+                crf,
                 duration,
                 metrics,
                 reference,

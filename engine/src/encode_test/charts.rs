@@ -180,7 +180,7 @@ fn frames_chart(
             chart
                 .draw_series(LineSeries::new(pts, c.stroke_width(2)))
                 .map_err(draw_err)?
-                .label(format!("{} {} kbit/s {}", e.rung, e.target_kbps, e.encoder))
+                .label(format!("{} {} {}", e.rung, e.target(), e.encoder))
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], c.stroke_width(2))
                 });
@@ -351,7 +351,7 @@ pub fn html(report: &Report, charts: &[Chart]) -> String {
     for e in &report.errors {
         let _ = writeln!(h, "<p class=\"err\">{}</p>", esc(e));
     }
-    h.push_str("<h2>Encodes</h2>\n<table><tr><th class=\"l\">source</th><th class=\"l\">encoder</th><th class=\"l\">codec</th><th class=\"l\">speed</th><th class=\"l\">rung</th><th>target kbit/s</th><th>kbit/s</th><th>frames</th><th>keyframes</th><th>PSNR-Y</th><th>PSNR-YUV</th><th>SSIM</th><th>VMAF</th><th>fps</th><th>CPU s / s</th><th>realtime ×</th><th>peak RSS MiB</th></tr>\n");
+    h.push_str("<h2>Encodes</h2>\n<table><tr><th class=\"l\">source</th><th class=\"l\">encoder</th><th class=\"l\">codec</th><th class=\"l\">speed</th><th class=\"l\">rung</th><th>target</th><th>kbit/s</th><th>frames</th><th>keyframes</th><th>PSNR-Y</th><th>PSNR-YUV</th><th>SSIM</th><th>VMAF</th><th>fps</th><th>CPU s / s</th><th>realtime ×</th><th>peak RSS MiB</th></tr>\n");
     for e in &report.encodes {
         let sp = e.speed_stats.as_ref();
         let _ = writeln!(
@@ -362,7 +362,7 @@ pub fn html(report: &Report, charts: &[Chart]) -> String {
             esc(&e.codec),
             esc(&e.speed),
             esc(&e.rung),
-            e.target_kbps,
+            esc(&e.target()),
             e.bitrate_kbps,
             e.frames,
             e.keyframes,

@@ -45,6 +45,8 @@ pub struct Args {
     pub speeds: Option<String>,
     /// Default: every rung at its ladder bitrate.
     pub bitrates: Option<String>,
+    /// Constant-quality values instead of bitrates (exclusive with `bitrates`).
+    pub crf: Option<String>,
     pub duration: String,
     pub metrics: String,
     pub reference: Option<String>,
@@ -72,6 +74,8 @@ struct Shared {
     report: Report,
     rows: HashMap<String, Vec<FrameRow>>,
     csv: BufWriter<File>,
+    /// Encodes in the report.json on disk.
+    json_encodes: usize,
 }
 
 /// Runs the experiment; the report is written even when it ends early (Ctrl-C or a failed
@@ -89,6 +93,16 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
         .bitrates
         .as_deref()
         .map(plan::parse_bitrates)
+        .transpose()?;
+    if bitrates.is_some() && args.crf.is_some() {
+        bail!(
+            "--bitrates and --crf exclude each other (give one: bitrate targets or constant quality)"
+        );
+    }
+    let crfs = args
+        .crf
+        .as_deref()
+        .map(|s| plan::parse_crf(s, &codecs))
         .transpose()?;
     let duration = plan::parse_duration(&args.duration)?;
     let metrics = plan::parse_metrics(&args.metrics)?;
@@ -153,6 +167,7 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
         codecs: codecs.iter().map(|c| c.as_str().to_owned()).collect(),
         speeds: speeds.iter().map(|s| s.as_str().to_owned()).collect(),
         bitrates_kbps: bitrates.clone().unwrap_or_default(),
+        crf: crfs.clone().unwrap_or_default(),
         duration_seconds: duration,
         metrics: metrics.iter().map(|m| m.as_str().to_owned()).collect(),
         reference: ffmpeg_ref.then(|| "ffmpeg".to_owned()),
@@ -182,6 +197,7 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
         },
         rows: HashMap::new(),
         csv,
+        json_encodes: 0,
     });
 
     let multi = progress_multi(args.progress);
@@ -271,8 +287,12 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
         for &codec in &codecs {
             for &speed in &speeds {
                 for rung in &ladder.rungs {
-                    let rates = bitrates.clone().unwrap_or_else(|| vec![rung.bitrate_kbps]);
-                    for kbps in rates {
+                    let rates: Vec<Rate> = match (&crfs, &bitrates) {
+                        (Some(q), _) => q.iter().map(|&q| Rate::Crf(q)).collect(),
+                        (None, Some(b)) => b.iter().map(|&k| Rate::Kbps(k)).collect(),
+                        (None, None) => vec![Rate::Kbps(rung.bitrate_kbps)],
+                    };
+                    for rate in rates {
                         for ffmpeg in [false, true] {
                             if ffmpeg && !ffmpeg_ref {
                                 continue;
@@ -283,7 +303,7 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
                                 codec,
                                 speed,
                                 rung,
-                                kbps,
+                                rate,
                                 fps,
                                 ladder.gop_frames(),
                                 live,
@@ -376,7 +396,13 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
         .into_inner()
         .unwrap_or_else(|p| p.into_inner())
     {
-        return Err(e);
+        // A full disk or a lost directory: the last report.json written (through a rename, so
+        // never half a file) keeps every encode finished before.
+        let kept = lock(&shared).json_encodes;
+        return Err(e.context(format!(
+            "stopped: the report cannot be updated; {} keeps the {kept} finished encode(s)",
+            out.join("report.json").display()
+        )));
     }
     let finished = done.load(Ordering::Relaxed);
     let mut sh = lock(&shared);
@@ -420,6 +446,13 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
     Ok(rep)
 }
 
+/// How one encode is rate-controlled.
+#[derive(Clone, Copy, Debug)]
+enum Rate {
+    Kbps(u32),
+    Crf(u32),
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -431,7 +464,7 @@ fn job(
     codec: VideoCodec,
     speed: Speed,
     rung: &crate::presets::ladder::Rung,
-    kbps: u32,
+    rate: Rate,
     fps: u32,
     gop: u32,
     live: bool,
@@ -439,11 +472,19 @@ fn job(
     reference: PathBuf,
 ) -> Job {
     let encoder = if ffmpeg { "ffmpeg" } else { "showmix" };
+    let (kbps, crf) = match rate {
+        Rate::Kbps(k) => (k, None),
+        Rate::Crf(q) => (0, Some(q)),
+    };
     let id = format!(
-        "{label}-{}-{}-{}-{kbps}k{}",
+        "{label}-{}-{}-{}-{}{}",
         codec.as_str(),
         speed.as_str(),
         rung.name,
+        match rate {
+            Rate::Kbps(k) => format!("{k}k"),
+            Rate::Crf(q) => format!("crf{q}"),
+        },
         if ffmpeg { "-ffmpeg" } else { "" }
     );
     let file = out
@@ -458,6 +499,7 @@ fn job(
             fps,
             gop_frames: gop,
             bitrate_kbps: kbps,
+            crf,
             live,
             input: reference.clone(),
             output: file.clone(),
@@ -472,6 +514,7 @@ fn job(
             width: rung.width,
             height: rung.height,
             target_kbps: kbps,
+            crf,
             file: file
                 .strip_prefix(out)
                 .unwrap_or(&file)
@@ -562,7 +605,9 @@ fn record(out: &Path, sh: &mut Shared, e: Encode, rows: Vec<FrameRow>) -> Result
     }
     sh.rows.insert(e.id.clone(), rows);
     sh.report.encodes.push(e);
-    report::write_json(out, &sh.report)
+    report::write_json(out, &sh.report)?;
+    sh.json_encodes = sh.report.encodes.len();
+    Ok(())
 }
 
 /// Writes report.json, then the charts and report.html.

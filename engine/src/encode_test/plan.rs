@@ -84,6 +84,19 @@ pub enum PlanError {
     Scenario(String),
     #[error("--scenario pk mixes two sources: give exactly two, got {0}")]
     ScenarioSources(usize),
+    #[error(
+        "--crf {0:?} is not a number (allowed: increasing whole numbers on each encoder's own scale: h264 0..=50, h265 0..=51, vp8/vp9 0..=63, av1 0..=255 (rav1e's quantizer), e.g. 20,26,32)"
+    )]
+    CrfNumber(String),
+    #[error("--crf {value} is out of range for {codec} (allowed: {lo}..={hi})")]
+    CrfRange {
+        codec: &'static str,
+        value: u32,
+        lo: u32,
+        hi: u32,
+    },
+    #[error("--crf is not increasing: {1} comes after {0} (give the values in increasing order)")]
+    CrfOrder(u32, u32),
     #[error("--jobs {0} is out of range (allowed 1..={MAX_JOBS})")]
     Jobs(usize),
     #[error("no sources: give at least one file, URI or test:<pattern>")]
@@ -168,6 +181,45 @@ pub fn parse_bitrates(s: &str) -> Result<Vec<u32>, PlanError> {
     Ok(out)
 }
 
+/// The range of a codec's constant-quality value as `--crf` takes it, on the encoder's own
+/// scale: x264's CRF (x264enc's `quantizer` in `pass=qual`, whose maximum is 50), x265's `crf`,
+/// libvpx's `cq-level` (constrained quality under a cap far above any rung, as GStreamer's
+/// vpxenc has no pure Q mode), rav1e's `quantizer` with no bitrate target.
+pub fn crf_range(codec: VideoCodec) -> (u32, u32) {
+    match codec {
+        VideoCodec::H264 => (0, 50),
+        VideoCodec::H265 => (0, 51),
+        VideoCodec::Vp8 | VideoCodec::Vp9 => (0, 63),
+        VideoCodec::Av1 => (0, 255),
+    }
+}
+
+/// Strictly increasing constant-quality values, each within every chosen codec's range.
+pub fn parse_crf(s: &str, codecs: &[VideoCodec]) -> Result<Vec<u32>, PlanError> {
+    let mut out: Vec<u32> = Vec::new();
+    for x in items("crf", s)? {
+        let v: u32 = x.parse().map_err(|_| PlanError::CrfNumber(x.to_owned()))?;
+        for c in codecs {
+            let (lo, hi) = crf_range(*c);
+            if !(lo..=hi).contains(&v) {
+                return Err(PlanError::CrfRange {
+                    codec: c.as_str(),
+                    value: v,
+                    lo,
+                    hi,
+                });
+            }
+        }
+        if let Some(&last) = out.last()
+            && v <= last
+        {
+            return Err(PlanError::CrfOrder(last, v));
+        }
+        out.push(v);
+    }
+    Ok(out)
+}
+
 /// `10s`, `2.5`, `1500ms` → seconds.
 pub fn parse_duration(s: &str) -> Result<f64, PlanError> {
     let t = s.trim();
@@ -241,6 +293,41 @@ pub fn source_label(source: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crf_lists() {
+        use VideoCodec::*;
+        assert_eq!(
+            parse_crf("20, 26,32", &[H264, H265]).unwrap(),
+            vec![20, 26, 32]
+        );
+        assert_eq!(parse_crf("100,200", &[Av1]).unwrap(), vec![100, 200]);
+        assert_eq!(
+            parse_crf("20,60", &[H264, Vp9]).unwrap_err().to_string(),
+            "--crf 60 is out of range for h264 (allowed: 0..=50)"
+        );
+        assert_eq!(
+            parse_crf("30,20", &[H264]),
+            Err(PlanError::CrfOrder(30, 20))
+        );
+        assert_eq!(
+            parse_crf("20,20", &[H264]),
+            Err(PlanError::Duplicate("crf", "20".into()))
+        );
+        assert!(matches!(
+            parse_crf("23.5", &[H264]),
+            Err(PlanError::CrfNumber(_))
+        ));
+        assert!(matches!(
+            parse_crf("-1", &[H264]),
+            Err(PlanError::CrfNumber(_))
+        ));
+        assert_eq!(parse_crf("", &[H264]), Err(PlanError::Empty("crf")));
+        assert_eq!(
+            parse_crf("30,64", &[Vp8]).unwrap_err().to_string(),
+            "--crf 64 is out of range for vp8 (allowed: 0..=63)"
+        );
+    }
 
     #[test]
     fn codec_lists() {

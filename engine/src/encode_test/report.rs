@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::bdrate::{self, RdPoint};
 
 pub const SCHEMA: &str = "showmix.encode-test";
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 /// Per-frame PSNR of identical frames is infinite; JSON has no infinity, so PSNR is capped.
 pub const PSNR_CAP_DB: f64 = 100.0;
 
@@ -46,6 +46,9 @@ pub struct Settings {
     pub speeds: Vec<String>,
     /// Bitrates every rung is encoded at; empty: each rung at its ladder bitrate.
     pub bitrates_kbps: Vec<u32>,
+    /// Constant-quality values every rung is encoded at (`--crf`); empty: bitrate targets.
+    #[serde(default)]
+    pub crf: Vec<u32>,
     pub duration_seconds: f64,
     pub metrics: Vec<String>,
     pub reference: Option<String>,
@@ -75,7 +78,11 @@ pub struct Encode {
     pub rung: String,
     pub width: u32,
     pub height: u32,
+    /// The bitrate target; 0 when the encode is constant quality (`crf`).
     pub target_kbps: u32,
+    /// Constant quality on the encoder's own scale, when `--crf` was given.
+    #[serde(default)]
+    pub crf: Option<u32>,
     pub file: String,
     pub frames: u64,
     pub keyframes: u64,
@@ -95,6 +102,16 @@ pub struct Encode {
     pub vmaf: Option<f64>,
     pub speed_stats: Option<SpeedStats>,
     pub error: Option<String>,
+}
+
+impl Encode {
+    /// What the encode aimed at: `300 kbit/s` or `crf 23`.
+    pub fn target(&self) -> String {
+        match self.crf {
+            Some(q) => format!("crf {q}"),
+            None => format!("{} kbit/s", self.target_kbps),
+        }
+    }
 }
 
 /// The encode's own process, measured by its rusage (so parallel jobs do not mix).
@@ -324,7 +341,7 @@ pub fn derive(encodes: &[Encode], codecs: &[String], metrics: &[&str]) -> (Vec<B
     (bds, hulls)
 }
 
-pub const CSV_HEADER: &str = "encode,source,encoder,codec,speed,rung,target_kbps,frame,seconds,bytes,key,psnr_y,psnr_yuv,mse_y,mse_u,mse_v,ssim_y,ssim_all";
+pub const CSV_HEADER: &str = "encode,source,encoder,codec,speed,rung,target_kbps,crf,frame,seconds,bytes,key,psnr_y,psnr_yuv,mse_y,mse_u,mse_v,ssim_y,ssim_all";
 
 fn opt(v: Option<f64>, digits: i32) -> String {
     v.map(|x| round(x, digits).to_string()).unwrap_or_default()
@@ -335,7 +352,7 @@ pub fn write_csv_rows(w: &mut impl Write, e: &Encode, rows: &[FrameRow]) -> std:
     for r in rows {
         writeln!(
             w,
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
             e.id,
             csv_field(&e.source),
             e.encoder,
@@ -343,6 +360,7 @@ pub fn write_csv_rows(w: &mut impl Write, e: &Encode, rows: &[FrameRow]) -> std:
             e.speed,
             e.rung,
             e.target_kbps,
+            e.crf.map(|q| q.to_string()).unwrap_or_default(),
             r.frame,
             round(r.seconds, 4),
             r.bytes,
@@ -494,7 +512,7 @@ mod tests {
         write_csv_rows(&mut out, &e, &[row(0, 10, true, 6.5025)]).unwrap();
         let s = String::from_utf8(out).unwrap();
         assert!(
-            s.starts_with("a,test:ball,showmix,h264,veryfast,360p,300,0,0,10,1,40,"),
+            s.starts_with("a,test:ball,showmix,h264,veryfast,360p,300,,0,0,10,1,40,"),
             "{s}"
         );
         assert_eq!(

@@ -28,12 +28,19 @@ pub struct EncodeSpec {
     pub fps: u32,
     pub gop_frames: u32,
     pub bitrate_kbps: u32,
+    /// Constant quality on the encoder's own scale (see [`super::plan::crf_range`]) instead of
+    /// the bitrate target.
+    pub crf: Option<u32>,
     /// Zero-latency tuning and no B-frames; off: the encoders' defaults (B-frames allowed).
     pub live: bool,
     /// Packed I420 frames.
     pub input: PathBuf,
     pub output: PathBuf,
 }
+
+/// The bitrate cap of libvpx's constrained-quality mode under `--crf` (GStreamer's vpxenc has
+/// no pure constant-quality mode): far above what any rung spends, so the level decides.
+const VPX_CQ_CAP_KBPS: u32 = 100_000;
 
 /// B-frames when live constraints are off.
 const OFFLINE_BFRAMES: u32 = 3;
@@ -84,6 +91,9 @@ impl EncodeSpec {
             format!("--input={}", self.input.display()),
             format!("--output={}", self.output.display()),
         ];
+        if let Some(q) = self.crf {
+            a.push(format!("--crf={q}"));
+        }
         if !self.live {
             a.push("--no-live".into());
         }
@@ -131,13 +141,18 @@ impl EncodeSpec {
         }
         match self.codec {
             VideoCodec::H264 => {
+                match self.crf {
+                    Some(q) => a.extend([s("-crf"), q.to_string()]),
+                    None => a.extend([
+                        s("-b:v"),
+                        format!("{kbps}k"),
+                        s("-maxrate"),
+                        format!("{kbps}k"),
+                        s("-bufsize"),
+                        format!("{}k", kbps * 6 / 10),
+                    ]),
+                }
                 a.extend([
-                    s("-b:v"),
-                    format!("{kbps}k"),
-                    s("-maxrate"),
-                    format!("{kbps}k"),
-                    s("-bufsize"),
-                    format!("{}k", kbps * 6 / 10),
                     s("-bf"),
                     bframes.to_string(),
                     s("-g"),
@@ -149,9 +164,11 @@ impl EncodeSpec {
                 ]);
             }
             VideoCodec::H265 => {
+                match self.crf {
+                    Some(q) => a.extend([s("-crf"), q.to_string()]),
+                    None => a.extend([s("-b:v"), format!("{kbps}k")]),
+                }
                 a.extend([
-                    s("-b:v"),
-                    format!("{kbps}k"),
                     s("-x265-params"),
                     format!(
                         "log-level=error:keyint={gop}:min-keyint={gop}:scenecut=0:bframes={bframes}"
@@ -164,13 +181,12 @@ impl EncodeSpec {
                     s("librav1e"),
                     s("-speed"),
                     rav1e_speed(self.speed).to_string(),
-                    s("-b:v"),
-                    format!("{kbps}k"),
-                    s("-g"),
-                    gop.to_string(),
-                    s("-keyint_min"),
-                    gop.to_string(),
                 ]);
+                match self.crf {
+                    Some(q) => a.extend([s("-qp"), q.to_string()]),
+                    None => a.extend([s("-b:v"), format!("{kbps}k")]),
+                }
+                a.extend([s("-g"), gop.to_string(), s("-keyint_min"), gop.to_string()]);
                 if self.live {
                     a.extend([s("-rav1e-params"), s("low_latency=true")]);
                 }
@@ -188,12 +204,25 @@ impl EncodeSpec {
                     s("realtime"),
                     s("-cpu-used"),
                     vpx_cpu_used(self.speed).to_string(),
-                    s("-b:v"),
-                    format!("{kbps}k"),
-                    s("-minrate"),
-                    format!("{kbps}k"),
-                    s("-maxrate"),
-                    format!("{kbps}k"),
+                ]);
+                match self.crf {
+                    // Constrained quality under a cap no rung reaches, as the engine does.
+                    Some(q) => a.extend([
+                        s("-crf"),
+                        q.to_string(),
+                        s("-b:v"),
+                        format!("{VPX_CQ_CAP_KBPS}k"),
+                    ]),
+                    None => a.extend([
+                        s("-b:v"),
+                        format!("{kbps}k"),
+                        s("-minrate"),
+                        format!("{kbps}k"),
+                        s("-maxrate"),
+                        format!("{kbps}k"),
+                    ]),
+                }
+                a.extend([
                     s("-g"),
                     gop.to_string(),
                     s("-keyint_min"),
@@ -239,6 +268,7 @@ pub fn check_encoder(codec: VideoCodec) -> Result<()> {
         fps: 30,
         gop_frames: 30,
         bitrate_kbps: 300,
+        crf: None,
         live: true,
         input: PathBuf::new(),
         output: PathBuf::new(),
@@ -268,6 +298,9 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
     parse.set_property("plane-offsets", gst::Array::new(offsets));
     parse.set_property("frame-size", frame_size);
     let enc = encode::video_encoder(&ladder, &spec.rung(), "venc")?;
+    if let Some(q) = spec.crf {
+        constant_quality(&enc, spec.codec, q)?;
+    }
     let vparse = encode::video_parser(spec.codec, "vparse")?;
     let (mux, _) = encode::file_muxer(spec.codec, "mux")?;
     let sink = make("filesink", Some("sink"))?;
@@ -314,6 +347,42 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
     let n = frames.load(std::sync::atomic::Ordering::Relaxed);
     println!("frame={n}");
     Ok(n)
+}
+
+/// Turns the engine's encoder from its bitrate target to constant quality `q` (the live
+/// settings, GOP and speed stay as the ladder set them), matching what `ffmpeg_args` asks of
+/// ffmpeg's wrappers.
+fn constant_quality(enc: &gst::Element, codec: VideoCodec, q: u32) -> Result<()> {
+    match codec {
+        VideoCodec::H264 => {
+            // CRF; x264enc keeps its bitrate as a VBV maximum unless the buffer is 0, which
+            // x264 reads as no VBV (as ffmpeg's -crf alone).
+            enc.set_property_from_str("pass", "qual");
+            set_number(enc, "quantizer", i64::from(q))?;
+            set_number(enc, "vbv-buf-capacity", 0)?;
+        }
+        VideoCodec::H265 => {
+            // x265 parses the option string after x265enc's own ABR settings: crf wins.
+            let opts: String = enc.property("option-string");
+            let opts = if opts.is_empty() {
+                format!("crf={q}")
+            } else {
+                format!("{opts}:crf={q}")
+            };
+            enc.set_property("option-string", opts);
+        }
+        VideoCodec::Av1 => {
+            // No bitrate target: rav1e encodes at the fixed quantizer.
+            set_number(enc, "bitrate", 0)?;
+            set_number(enc, "quantizer", i64::from(q))?;
+        }
+        VideoCodec::Vp8 | VideoCodec::Vp9 => {
+            enc.set_property_from_str("end-usage", "cq");
+            set_number(enc, "cq-level", i64::from(q))?;
+            set_number(enc, "target-bitrate", i64::from(VPX_CQ_CAP_KBPS) * 1000)?;
+        }
+    }
+    Ok(())
 }
 
 /// Strides, plane offsets and frame size of packed I420 (chroma planes of ⌈w/2⌉ × ⌈h/2⌉).
@@ -447,6 +516,7 @@ mod tests {
             fps: 30,
             gop_frames: 30,
             bitrate_kbps: 600,
+            crf: None,
             live: true,
             input: "in.yuv".into(),
             output: "out.mp4".into(),
@@ -496,6 +566,36 @@ mod tests {
             "{a}"
         );
         assert!(a.ends_with("out.mp4"));
+    }
+
+    #[test]
+    fn constant_quality_reference_settings() {
+        let with = |c, q| {
+            let mut s = spec(c);
+            s.crf = Some(q);
+            s.ffmpeg_args().join(" ")
+        };
+        let a = with(VideoCodec::H264, 23);
+        assert!(a.contains("-tune zerolatency -crf 23 -bf 0 -g 30"), "{a}");
+        assert!(!a.contains("-b:v") && !a.contains("-maxrate"), "{a}");
+        let a = with(VideoCodec::H265, 28);
+        assert!(a.contains("-crf 28 -x265-params"), "{a}");
+        assert!(!a.contains("-b:v"), "{a}");
+        let a = with(VideoCodec::Av1, 120);
+        assert!(a.contains("-speed 5 -qp 120 -g 30"), "{a}");
+        assert!(!a.contains("-b:v"), "{a}");
+        let a = with(VideoCodec::Vp9, 40);
+        assert!(a.contains("-crf 40 -b:v 100000k -g 30"), "{a}");
+        assert!(!a.contains("-minrate"), "{a}");
+        let mut s = spec(VideoCodec::Vp9);
+        s.crf = Some(40);
+        assert!(s.worker_args().contains(&"--crf=40".to_string()));
+        assert!(
+            !spec(VideoCodec::Vp9)
+                .worker_args()
+                .iter()
+                .any(|a| a.starts_with("--crf"))
+        );
     }
 
     #[test]
