@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use showmix::encode_test::worker::EncodeSpec;
+use showmix::encode_test::worker::{EncodeSpec, Rate};
 use showmix::presets::ladder::{Speed, VideoCodec};
 use showmix_tests::{motion_clip, run};
 
@@ -45,7 +45,7 @@ fn scripted_ffmpeg(src: &Path, dir: &Path, secs: f64) -> Result<()> {
                 height: 360,
                 fps: 30,
                 gop_frames: 30,
-                bitrate_kbps: kbps,
+                rate: Rate::Kbps(kbps),
                 live: true,
                 input: src.to_owned(),
                 output: out.clone(),

@@ -233,44 +233,52 @@ fn the_html_report_shows_its_charts_in_chromium() {
 /// A rung whose width is not a multiple of 8 (426 × 240: GStreamer pads such rows) encoded
 /// well: a frame layout mismatch between the scaled source and the encoder shears the picture
 /// and drops PSNR below 15 dB.
-#[test]
-fn odd_width_rungs_are_not_sheared() {
+/// One short experiment of its own: 1 s of the moving 360p picture through `ladder_toml`, with
+/// `args` after the common ones; returns the output directory (inside the returned temporary
+/// directory) and its report.json.
+fn one_second_run(
+    ladder_toml: &str,
+    args: &[&str],
+    deadline: Duration,
+) -> (tempfile::TempDir, PathBuf, Value) {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src.mp4");
     motion_clip(&src, "testsrc2", 1.0, 640, 360, 30, 440).unwrap();
     let ladder = dir.path().join("ladder.toml");
-    std::fs::write(
-        &ladder,
-        LADDER_360P.replace(
-            "name = \"360p\"\nwidth = 640\nheight = 360",
-            "name = \"240p\"\nwidth = 426\nheight = 240",
-        ),
-    )
-    .unwrap();
+    std::fs::write(&ladder, ladder_toml).unwrap();
     let out = dir.path().join("out");
-    let (code, stdout, stderr) = showmix(
-        &[
-            "encode-test",
-            src.to_str().unwrap(),
-            "--ladder",
-            ladder.to_str().unwrap(),
-            "--codecs",
-            "h264,av1",
-            "--bitrates",
-            "3000",
-            "--duration",
-            "1s",
-            "--metrics",
-            "psnr",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        Duration::from_secs(300),
-    );
+    let mut argv = vec![
+        "encode-test",
+        src.to_str().unwrap(),
+        "--ladder",
+        ladder.to_str().unwrap(),
+        "--duration",
+        "1s",
+        "--metrics",
+        "psnr",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(args);
+    let (code, stdout, stderr) = showmix(&argv, deadline);
     assert_eq!(code, 0, "encode-test failed:\n{stdout}\n{stderr}");
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    (dir, out, report)
+}
+
+#[test]
+fn odd_width_rungs_are_not_sheared() {
+    let ladder = LADDER_360P.replace(
+        "name = \"360p\"\nwidth = 640\nheight = 360",
+        "name = \"240p\"\nwidth = 426\nheight = 240",
+    );
+    let (_dir, _, report) = one_second_run(
+        &ladder,
+        &["--codecs", "h264,av1", "--bitrates", "3000"],
+        Duration::from_secs(300),
+    );
     let es = encodes(&report);
     assert_eq!(es.len(), 2);
     for e in es {
@@ -374,39 +382,20 @@ fn bad_input_is_one_line_and_a_non_zero_exit() {
 /// a higher value spends fewer bits and loses quality, and the two tools agree on the rate.
 #[test]
 fn constant_quality_falls_with_crf_and_matches_ffmpeg() {
-    let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("src.mp4");
-    motion_clip(&src, "testsrc2", 1.0, 640, 360, 30, 440).unwrap();
-    let ladder = dir.path().join("ladder.toml");
-    std::fs::write(&ladder, LADDER_360P).unwrap();
-    let out = dir.path().join("out");
-    let (code, stdout, stderr) = showmix(
+    let (_dir, out, report) = one_second_run(
+        LADDER_360P,
         &[
-            "encode-test",
-            src.to_str().unwrap(),
-            "--ladder",
-            ladder.to_str().unwrap(),
             "--codecs",
             "h264,vp9",
             "--crf",
             "18,30,42",
             "--reference",
             "ffmpeg",
-            "--duration",
-            "1s",
-            "--metrics",
-            "psnr",
             "--jobs",
             "2",
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
         ],
         Duration::from_secs(600),
     );
-    assert_eq!(code, 0, "encode-test failed:\n{stdout}\n{stderr}");
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["schema_version"], 2);
     assert_eq!(report["settings"]["crf"], serde_json::json!([18, 30, 42]));
     let es = encodes(&report);
@@ -465,10 +454,10 @@ fn a_full_disk_stops_with_one_line_and_keeps_the_finished_encodes() {
     let probe = std::process::Command::new("unshare")
         .args(["-rm", "true"])
         .status();
-    if !matches!(probe, Ok(s) if s.success()) {
-        eprintln!("skipped: this machine cannot make a private mount namespace (unshare -rm)");
-        return;
-    }
+    assert!(
+        matches!(probe, Ok(s) if s.success()),
+        "this test needs a private mount namespace (unshare -rm, util-linux): {probe:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let ladder = dir.path().join("ladder.toml");
     std::fs::write(&ladder, LADDER_360P).unwrap();

@@ -112,8 +112,8 @@ enum Command {
         fps: u32,
         #[arg(long)]
         gop: u32,
-        #[arg(long)]
-        bitrate: u32,
+        #[arg(long, required_unless_present = "crf", conflicts_with = "crf")]
+        bitrate: Option<u32>,
         #[arg(long)]
         crf: Option<u32>,
         #[arg(long)]
@@ -227,8 +227,10 @@ fn run(cli: Cli) -> Result<()> {
             height,
             fps,
             gop_frames: gop,
-            bitrate_kbps: bitrate,
-            crf,
+            rate: match (crf, bitrate) {
+                (Some(q), _) => worker::Rate::Crf(q),
+                (None, k) => worker::Rate::Kbps(k.context("--bitrate or --crf is required")?),
+            },
             live: !no_live,
             input,
             output,

@@ -33,7 +33,7 @@ use crate::presets::ladder::{Speed, VideoCodec};
 use crate::source::Source;
 use plan::{Metric, Scenario};
 use report::{Encode, FrameRow, Report, Settings, SourceInfo, SpeedStats};
-use worker::{EncodeSpec, Running};
+use worker::{EncodeSpec, Rate, Running};
 
 /// The command's arguments, as given.
 #[derive(Clone, Debug)]
@@ -446,13 +446,6 @@ pub fn run(args: &Args, presets: &Presets, cancel: &AtomicBool) -> Result<Report
     Ok(rep)
 }
 
-/// How one encode is rate-controlled.
-#[derive(Clone, Copy, Debug)]
-enum Rate {
-    Kbps(u32),
-    Crf(u32),
-}
-
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -472,19 +465,11 @@ fn job(
     reference: PathBuf,
 ) -> Job {
     let encoder = if ffmpeg { "ffmpeg" } else { "showmix" };
-    let (kbps, crf) = match rate {
-        Rate::Kbps(k) => (k, None),
-        Rate::Crf(q) => (0, Some(q)),
-    };
     let id = format!(
-        "{label}-{}-{}-{}-{}{}",
+        "{label}-{}-{}-{}-{rate}{}",
         codec.as_str(),
         speed.as_str(),
         rung.name,
-        match rate {
-            Rate::Kbps(k) => format!("{k}k"),
-            Rate::Crf(q) => format!("crf{q}"),
-        },
         if ffmpeg { "-ffmpeg" } else { "" }
     );
     let file = out
@@ -498,8 +483,7 @@ fn job(
             height: rung.height,
             fps,
             gop_frames: gop,
-            bitrate_kbps: kbps,
-            crf,
+            rate,
             live,
             input: reference.clone(),
             output: file.clone(),
@@ -513,8 +497,8 @@ fn job(
             rung: rung.name.clone(),
             width: rung.width,
             height: rung.height,
-            target_kbps: kbps,
-            crf,
+            target_kbps: rate.kbps().unwrap_or(0),
+            crf: rate.crf(),
             file: file
                 .strip_prefix(out)
                 .unwrap_or(&file)

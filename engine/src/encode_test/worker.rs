@@ -27,15 +27,47 @@ pub struct EncodeSpec {
     pub height: u32,
     pub fps: u32,
     pub gop_frames: u32,
-    pub bitrate_kbps: u32,
-    /// Constant quality on the encoder's own scale (see [`super::plan::crf_range`]) instead of
-    /// the bitrate target.
-    pub crf: Option<u32>,
+    pub rate: Rate,
     /// Zero-latency tuning and no B-frames; off: the encoders' defaults (B-frames allowed).
     pub live: bool,
     /// Packed I420 frames.
     pub input: PathBuf,
     pub output: PathBuf,
+}
+
+/// How one encode is rate-controlled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// A bitrate target in kbit/s (the ladder's rate control: x264 ABR with VBV, libvpx CBR).
+    Kbps(u32),
+    /// Constant quality on the encoder's own scale (see [`super::plan::crf_range`]).
+    Crf(u32),
+}
+
+impl Rate {
+    pub fn kbps(self) -> Option<u32> {
+        match self {
+            Rate::Kbps(k) => Some(k),
+            Rate::Crf(_) => None,
+        }
+    }
+
+    pub fn crf(self) -> Option<u32> {
+        match self {
+            Rate::Crf(q) => Some(q),
+            Rate::Kbps(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Rate {
+    /// As it appears in encode ids: `300k`, `crf23`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rate::Kbps(k) => write!(f, "{k}k"),
+            Rate::Crf(q) => write!(f, "crf{q}"),
+        }
+    }
 }
 
 /// The bitrate cap of libvpx's constrained-quality mode under `--crf` (GStreamer's vpxenc has
@@ -73,7 +105,8 @@ impl EncodeSpec {
             name: format!("{}p", self.height),
             width: self.width,
             height: self.height,
-            bitrate_kbps: self.bitrate_kbps,
+            // Under constant quality the encoder's bitrate is replaced by `constant_quality`.
+            bitrate_kbps: self.rate.kbps().unwrap_or(0),
         }
     }
 
@@ -87,13 +120,13 @@ impl EncodeSpec {
             format!("--height={}", self.height),
             format!("--fps={}", self.fps),
             format!("--gop={}", self.gop_frames),
-            format!("--bitrate={}", self.bitrate_kbps),
+            match self.rate {
+                Rate::Kbps(k) => format!("--bitrate={k}"),
+                Rate::Crf(q) => format!("--crf={q}"),
+            },
             format!("--input={}", self.input.display()),
             format!("--output={}", self.output.display()),
         ];
-        if let Some(q) = self.crf {
-            a.push(format!("--crf={q}"));
-        }
         if !self.live {
             a.push("--no-live".into());
         }
@@ -104,7 +137,6 @@ impl EncodeSpec {
     /// with a VBV of the bitrate over 600 ms; libvpx CBR), same GOP, same speed mapping.
     pub fn ffmpeg_args(&self) -> Vec<String> {
         let s = |v: &str| v.to_string();
-        let kbps = self.bitrate_kbps;
         let gop = self.gop_frames;
         let mut a: Vec<String> = vec![
             s("-hide_banner"),
@@ -141,9 +173,9 @@ impl EncodeSpec {
         }
         match self.codec {
             VideoCodec::H264 => {
-                match self.crf {
-                    Some(q) => a.extend([s("-crf"), q.to_string()]),
-                    None => a.extend([
+                match self.rate {
+                    Rate::Crf(q) => a.extend([s("-crf"), q.to_string()]),
+                    Rate::Kbps(kbps) => a.extend([
                         s("-b:v"),
                         format!("{kbps}k"),
                         s("-maxrate"),
@@ -164,9 +196,9 @@ impl EncodeSpec {
                 ]);
             }
             VideoCodec::H265 => {
-                match self.crf {
-                    Some(q) => a.extend([s("-crf"), q.to_string()]),
-                    None => a.extend([s("-b:v"), format!("{kbps}k")]),
+                match self.rate {
+                    Rate::Crf(q) => a.extend([s("-crf"), q.to_string()]),
+                    Rate::Kbps(kbps) => a.extend([s("-b:v"), format!("{kbps}k")]),
                 }
                 a.extend([
                     s("-x265-params"),
@@ -182,9 +214,9 @@ impl EncodeSpec {
                     s("-speed"),
                     rav1e_speed(self.speed).to_string(),
                 ]);
-                match self.crf {
-                    Some(q) => a.extend([s("-qp"), q.to_string()]),
-                    None => a.extend([s("-b:v"), format!("{kbps}k")]),
+                match self.rate {
+                    Rate::Crf(q) => a.extend([s("-qp"), q.to_string()]),
+                    Rate::Kbps(kbps) => a.extend([s("-b:v"), format!("{kbps}k")]),
                 }
                 a.extend([s("-g"), gop.to_string(), s("-keyint_min"), gop.to_string()]);
                 if self.live {
@@ -205,15 +237,15 @@ impl EncodeSpec {
                     s("-cpu-used"),
                     vpx_cpu_used(self.speed).to_string(),
                 ]);
-                match self.crf {
+                match self.rate {
                     // Constrained quality under a cap no rung reaches, as the engine does.
-                    Some(q) => a.extend([
+                    Rate::Crf(q) => a.extend([
                         s("-crf"),
                         q.to_string(),
                         s("-b:v"),
                         format!("{VPX_CQ_CAP_KBPS}k"),
                     ]),
-                    None => a.extend([
+                    Rate::Kbps(kbps) => a.extend([
                         s("-b:v"),
                         format!("{kbps}k"),
                         s("-minrate"),
@@ -267,8 +299,7 @@ pub fn check_encoder(codec: VideoCodec) -> Result<()> {
         height: 64,
         fps: 30,
         gop_frames: 30,
-        bitrate_kbps: 300,
-        crf: None,
+        rate: Rate::Kbps(300),
         live: true,
         input: PathBuf::new(),
         output: PathBuf::new(),
@@ -298,7 +329,7 @@ pub fn run_worker(spec: &EncodeSpec) -> Result<u64> {
     parse.set_property("plane-offsets", gst::Array::new(offsets));
     parse.set_property("frame-size", frame_size);
     let enc = encode::video_encoder(&ladder, &spec.rung(), "venc")?;
-    if let Some(q) = spec.crf {
+    if let Rate::Crf(q) = spec.rate {
         constant_quality(&enc, spec.codec, q)?;
     }
     let vparse = encode::video_parser(spec.codec, "vparse")?;
@@ -515,8 +546,7 @@ mod tests {
             height: 360,
             fps: 30,
             gop_frames: 30,
-            bitrate_kbps: 600,
-            crf: None,
+            rate: Rate::Kbps(600),
             live: true,
             input: "in.yuv".into(),
             output: "out.mp4".into(),
@@ -572,7 +602,7 @@ mod tests {
     fn constant_quality_reference_settings() {
         let with = |c, q| {
             let mut s = spec(c);
-            s.crf = Some(q);
+            s.rate = Rate::Crf(q);
             s.ffmpeg_args().join(" ")
         };
         let a = with(VideoCodec::H264, 23);
@@ -588,8 +618,9 @@ mod tests {
         assert!(a.contains("-crf 40 -b:v 100000k -g 30"), "{a}");
         assert!(!a.contains("-minrate"), "{a}");
         let mut s = spec(VideoCodec::Vp9);
-        s.crf = Some(40);
+        s.rate = Rate::Crf(40);
         assert!(s.worker_args().contains(&"--crf=40".to_string()));
+        assert!(!s.worker_args().iter().any(|a| a.starts_with("--bitrate")));
         assert!(
             !spec(VideoCodec::Vp9)
                 .worker_args()
