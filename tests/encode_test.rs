@@ -106,7 +106,7 @@ fn every_codec_encodes_and_its_bitrate_matches_ffprobe() {
     let e = experiment();
     let r = &e.report;
     assert_eq!(r["schema"], "showmix.encode-test");
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
     assert_eq!(r["complete"], true);
     let es = encodes(r);
     assert_eq!(es.len(), n_codecs() * BITRATES.len());
