@@ -496,3 +496,78 @@ fn a_full_disk_stops_with_one_line_and_keeps_the_finished_encodes() {
     assert_eq!(es.len(), 1, "{json}");
     assert!(es[0]["error"].is_null() && es[0]["psnr_y"].as_f64().unwrap() > 30.0);
 }
+
+/// `--scenario pk`: two sources mixed through the real room pipeline (layout pk) become the
+/// one source every codec encodes, for showmix and for the ffmpeg reference alike. Each encode
+/// must show the host's picture in the pk layout's left tile and the rival's in the right one,
+/// and be measured against the mix (high PSNR for flat colours at a generous bitrate).
+#[test]
+fn the_pk_scenario_encodes_what_a_pk_room_produces() {
+    let dir = tempfile::tempdir().unwrap();
+    let ladder = dir.path().join("ladder.toml");
+    std::fs::write(&ladder, LADDER_360P).unwrap();
+    let out = dir.path().join("out");
+    let (code, stdout, stderr) = showmix(
+        &[
+            "encode-test",
+            "test:red",
+            "test:blue?tone=880",
+            "--scenario",
+            "pk",
+            "--ladder",
+            ladder.to_str().unwrap(),
+            "--codecs",
+            "h264,vp9",
+            "--bitrates",
+            "300,1500",
+            "--duration",
+            "1s",
+            "--metrics",
+            "psnr",
+            "--reference",
+            "ffmpeg",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        Duration::from_secs(600),
+    );
+    assert_eq!(code, 0, "encode-test failed:\n{stdout}\n{stderr}");
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["settings"]["scenario"], "pk", "{}", r["settings"]);
+    let sources = r["sources"].as_array().unwrap();
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert_eq!(sources[0]["id"], "pk");
+    assert_eq!(sources[0]["source"], "pk(test:red, test:blue?tone=880)");
+    assert_eq!(sources[0]["frames"], 30);
+
+    let layout = showmix::presets::Presets::embedded()
+        .unwrap()
+        .layout("pk")
+        .unwrap();
+    let tiles = layout.tiles(640, 360);
+    let es = encodes(&r);
+    // 2 codecs × 2 bitrates, through showmix and through ffmpeg.
+    assert_eq!(es.len(), 8);
+    for e in es {
+        let id = e["id"].as_str().unwrap();
+        assert!(e["error"].is_null(), "{id}: {}", e["error"]);
+        assert_eq!(e["source"], "pk", "{id}");
+        assert_eq!(e["frames"], 30, "{id}");
+        let frame = showmix_tests::frame_at(&out.join(e["file"].as_str().unwrap()), 0.5).unwrap();
+        for (tile, colour) in tiles.iter().zip(["red", "blue"]) {
+            let (x, y) = tile.rect.centre();
+            let got = frame.px(x, y);
+            let want = showmix_tests::rgb_of(colour);
+            assert!(
+                showmix_tests::near(got, want, 40),
+                "{id}: the tile at ({x},{y}) is {got:?}, wanted {colour} {want:?}"
+            );
+        }
+        let psnr = e["psnr_y"].as_f64().unwrap();
+        assert!(psnr > 35.0, "{id}: PSNR-Y {psnr} dB against the pk mix");
+    }
+    let encoders: Vec<&str> = es.iter().map(|e| e["encoder"].as_str().unwrap()).collect();
+    assert_eq!(encoders.iter().filter(|&&e| e == "ffmpeg").count(), 4);
+}
