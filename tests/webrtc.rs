@@ -515,3 +515,117 @@ fn whep_refusals_and_playback_tokens() {
         2.0
     );
 }
+
+/// A joining viewer gets a keyframe forced on every rung at once (not the next natural one),
+/// and the forced keyframe does not split LL-HLS segments: the muxer keeps its own fragment
+/// boundaries. (On GStreamer 1.22 a force-key-unit event through the canvas's pad offset used to
+/// reach the encoders with running time 0 and be dropped, and an untimed one waited behind
+/// the muxer's own requests: no keyframe was ever forced.)
+#[test]
+fn a_joining_viewer_gets_a_forced_keyframe_and_segments_stay_whole() {
+    use std::sync::{Arc, Mutex};
+    let s = server(|_| {});
+    create(
+        &s,
+        json!({"id": "kf", "layout": "pk", "ladder": "showroom-720p",
+               "seats": [{"id": "a", "source": "test:smpte"}, {"id": "b", "source": "test:ball"}]}),
+    );
+    // Keyframes as each rung's encoder puts them out (PTS), from the room's own pipeline.
+    let p = probes::room_pipeline(&s, "kf").unwrap();
+    use gst::prelude::*;
+    let keys: Arc<Mutex<Vec<(String, gst::ClockTime)>>> = Arc::default();
+    for rung in ["720p", "480p", "360p"] {
+        let tee = p.by_name(&format!("rung-{rung}")).expect("rung tee");
+        let (keys, rung) = (keys.clone(), rung.to_owned());
+        tee.static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                if let Some(b) = info.buffer()
+                    && !b.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                    && let Some(pts) = b.pts()
+                {
+                    probes::lock(&keys).push((rung.clone(), pts));
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    let top = |keys: &[(String, gst::ClockTime)]| -> Vec<gst::ClockTime> {
+        keys.iter()
+            .filter(|(r, _)| r == "720p")
+            .map(|(_, t)| *t)
+            .collect()
+    };
+    eventually("two natural keyframes", Duration::from_secs(20), || {
+        let n = top(&probes::lock(&keys)).len();
+        (n >= 2, n)
+    });
+    let whep = room(&s, "kf")["playback"]["whep"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A join within 150 ms of a natural keyframe waits for it instead: try a few.
+    let forced_metric = "showmix_room_keyframes_forced_total{room=\"kf\"}";
+    for _ in 0..6 {
+        let viewer = WhepClient::start(&whep, None).expect("whepclientsrc");
+        eventually("frames at the viewer", Duration::from_secs(20), || {
+            (viewer.frames() > 0, viewer.errors())
+        });
+        drop(viewer);
+        if metric(&s, forced_metric) >= 1.0 {
+            break;
+        }
+        // Past the room's one-forced-keyframe-a-second limit.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert!(
+        metric(&s, forced_metric) >= 1.0,
+        "no join forced a keyframe"
+    );
+    // Two more seconds of stream, so the segment holding the forced keyframe is complete.
+    std::thread::sleep(Duration::from_secs(2));
+    let keys = probes::lock(&keys).clone();
+    let t = top(&keys);
+    // The natural keyframes are 1 s (the GOP) apart; the forced one falls between two.
+    let off_grid: Vec<gst::ClockTime> = t
+        .windows(2)
+        .filter(|w| w[1] - w[0] < gst::ClockTime::from_mseconds(900))
+        .map(|w| w[1])
+        .collect();
+    assert!(
+        !off_grid.is_empty(),
+        "no keyframe between the natural ones: {t:?}"
+    );
+    // On every rung at the same frame (aligned rungs).
+    for k in &off_grid {
+        for rung in ["480p", "360p"] {
+            assert!(
+                keys.iter().any(|(r, pts)| r == rung && pts == k),
+                "{rung} has no keyframe at {k} (720p's forced one): {keys:?}"
+            );
+        }
+    }
+    // LL-HLS: segments and parts keep their target durations.
+    let (st, _, body) = s.call("GET", "/live/kf/720p/index.m3u8", None, None);
+    assert_eq!(st, 200);
+    let text = String::from_utf8(body).unwrap();
+    let attr = |line: &str, key: &str| -> Option<String> {
+        line.split(',')
+            .find_map(|kv| kv.split_once('=').filter(|(k, _)| k.ends_with(key)))
+            .map(|(_, v)| v.to_owned())
+    };
+    let mut target = 0.0;
+    let mut parts = 0;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
+            target = v.parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("#EXTINF:") {
+            let d: f64 = v.trim_end_matches(',').parse().unwrap();
+            assert!(d.round() <= target, "a segment lasts {d} s:\n{text}");
+        } else if line.starts_with("#EXT-X-PART:") {
+            let d: f64 = attr(line, "DURATION").unwrap().parse().unwrap();
+            assert!(d <= 0.25, "a part lasts {d} s:\n{text}");
+            parts += 1;
+        }
+    }
+    assert!(target >= 1.0 && parts > 0, "{text}");
+}

@@ -392,8 +392,11 @@ impl Room {
         monotonic_guard(&audiomixer, &spec.id);
         let gate = StopGate::new();
         gate.attach(&canvas_caps.static_pad("src").context("canvas src")?);
-        let keyframes = webrtc::KeyframeForcer::new(ladder.gop_frames());
-        keyframes.attach(&canvas_caps.static_pad("src").context("canvas src")?);
+        let keyframes = webrtc::KeyframeForcer::new(ladder.gop_frames(), ladder.canvas.fps);
+        keyframes.attach(
+            &canvas_caps.static_pad("src").context("canvas src")?,
+            &mix_tee.static_pad("sink").context("mix tee sink")?,
+        );
         gate.attach(&mix_caps.static_pad("src").context("mix caps src")?);
 
         let rungs = build_ladder(&pipeline, &mix_tee, &ladder)?;
@@ -402,6 +405,7 @@ impl Room {
             .iter()
             .max_by_key(|r| u64::from(r.width) * u64::from(r.height))
         {
+            keyframes.observe(&top.tee.static_pad("sink").context("rung tee sink")?);
             let ctl = layout.clone();
             top.tee
                 .static_pad("sink")

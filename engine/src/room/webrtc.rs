@@ -7,10 +7,23 @@
 //!
 //! Keyframes: a viewer can only start on one. Rather than make it wait up to a GOP, the room
 //! asks every encoder for a keyframe at once (a force-key-unit event on the canvas, before the
-//! ladder splits, so rungs stay aligned), but only early in a GOP, at most once a second:
-//! LL-HLS segments then last under 1.5 GOPs, which keeps their durations within the target
-//! (§4.4.3.1), and a burst of viewers does not turn into a burst of keyframes. Late in a GOP
-//! the viewer waits for the natural keyframe, at most half a GOP away.
+//! ladder splits, so rungs stay aligned), unless the natural one is under 150 ms away, and at
+//! most once a second, so a burst of viewers does not turn into a burst of keyframes (at worst
+//! one extra per GOP). LL-HLS segment durations do not move: `isofmp4mux` closes fragments at
+//! its own boundaries, and a forced keyframe stays inside one.
+//!
+//! Two things in GStreamer 1.22 had kept forced keyframes from ever happening (measured: a
+//! viewer joining early in a GOP waited 0.6–0.9 s for the natural keyframe):
+//! - A force-key-unit event pushed through a pad with an offset (the canvas has one: the
+//!   audio priming delay) reaches `GstVideoEncoder` with running time 0, which it discards as
+//!   older than its last keyframe. So the event goes into the mix tee's sink pad instead, just
+//!   after the offset, with the running time the frame has there.
+//! - An event without a running time ("as soon as possible") waits behind `isofmp4mux`'s own
+//!   timed requests for the next fragment boundary (`GstVideoEncoder` stops at the first
+//!   request still in the future). So the event names the frame's running time.
+//!
+//! Where the GOP stands comes from the top rung's encoded output (the keyframes that actually
+//! came out, the muxer's and ours), counted on from there in canvas frames.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -30,43 +43,60 @@ use crate::webrtc::playback::Hub;
 const OPUS_BITRATE: i64 = 96_000;
 /// At most one forced keyframe per this long.
 const MIN_FORCED_INTERVAL: Duration = Duration::from_secs(1);
+/// A viewer waits for the natural keyframe when it is at most this far away.
+const NATURAL_SOON: Duration = Duration::from_millis(150);
 
-/// Forces a keyframe on every rung at once, early in a GOP (see the module doc).
+/// Forces a keyframe on every rung at once, unless the natural one is close (see the module
+/// doc).
 pub(super) struct KeyframeForcer {
     requested: AtomicBool,
-    /// (frames since the last IDR, when a keyframe was last forced).
-    state: Mutex<(Option<u32>, Option<Instant>)>,
+    state: Mutex<ForcerState>,
     gop: u32,
+    /// Frames within `NATURAL_SOON`.
+    soon: u32,
     pub forced: std::sync::atomic::AtomicU64,
 }
 
+#[derive(Default)]
+struct ForcerState {
+    /// Canvas frames since the last keyframe (seen at the encoder's output, or forced).
+    since: Option<u32>,
+    /// When a keyframe was last forced.
+    last_forced: Option<Instant>,
+}
+
 impl KeyframeForcer {
-    pub(super) fn new(gop_frames: u32) -> Arc<Self> {
+    pub(super) fn new(gop_frames: u32, fps: u32) -> Arc<Self> {
         Arc::new(Self {
             requested: AtomicBool::new(false),
-            state: Mutex::new((None, None)),
+            state: Mutex::new(ForcerState::default()),
             gop: gop_frames.max(1),
+            soon: (fps as f64 * NATURAL_SOON.as_secs_f64()).round() as u32,
             forced: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
+    /// A viewer needs a keyframe; kept until one comes out or is forced.
     pub(super) fn request(&self) {
         self.requested.store(true, Relaxed);
     }
 
-    /// Watches the canvas (every frame every encoder gets) and pushes the request in front of
-    /// the frame that should become a keyframe.
-    pub(super) fn attach(self: &Arc<Self>, canvas_src: &gst::Pad) {
+    /// Watches the canvas (every frame every encoder gets) and sends the request into
+    /// `inject` (the sink pad of the element after the canvas) in front of the frame that
+    /// should become a keyframe.
+    pub(super) fn attach(self: &Arc<Self>, canvas_src: &gst::Pad, inject: &gst::Pad) {
         let me = self.clone();
-        canvas_src.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        let inject = inject.clone();
+        canvas_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             let mut st = lock(&me.state);
-            // The encoders' first frame is an IDR, and then every `gop` frames after the last.
-            let since = match st.0 {
+            // Counted on from the last keyframe seen; a GOP after it the encoders place the
+            // next one themselves (in case the output is not watched, or late).
+            let since = match st.since {
                 None => 0,
                 Some(n) if n + 1 >= me.gop => 0,
                 Some(n) => n + 1,
             };
-            st.0 = Some(since);
+            st.since = Some(since);
             if since == 0 {
                 // A natural keyframe: it serves whoever was waiting.
                 me.requested.store(false, Relaxed);
@@ -75,25 +105,63 @@ impl KeyframeForcer {
             if !me.requested.load(Relaxed) {
                 return gst::PadProbeReturn::Ok;
             }
-            if since >= me.gop / 2 {
-                // The next one is at most half a GOP away.
+            if me.gop - since <= me.soon {
+                // The natural one is about to come.
                 me.requested.store(false, Relaxed);
                 return gst::PadProbeReturn::Ok;
             }
-            if st.1.is_some_and(|t| t.elapsed() < MIN_FORCED_INTERVAL) {
+            if st
+                .last_forced
+                .is_some_and(|t| t.elapsed() < MIN_FORCED_INTERVAL)
+            {
                 return gst::PadProbeReturn::Ok;
             }
+            let Some(running_time) = info.buffer().and_then(|b| downstream_running_time(pad, b))
+            else {
+                return gst::PadProbeReturn::Ok;
+            };
             me.requested.store(false, Relaxed);
-            st.0 = Some(0);
-            st.1 = Some(Instant::now());
+            st.since = Some(0);
+            st.last_forced = Some(Instant::now());
             drop(st);
             me.forced.fetch_add(1, Relaxed);
+            tracing::debug!("keyframe forced {since} frames into the GOP");
             let ev = gst_video::DownstreamForceKeyUnitEvent::builder()
+                .running_time(running_time)
                 .all_headers(true)
                 .build();
-            pad.push_event(ev);
+            inject.send_event(ev);
             gst::PadProbeReturn::Ok
         });
+    }
+
+    /// Watches an encoder's output: where its keyframes come out is where the GOP restarts.
+    pub(super) fn observe(self: &Arc<Self>, encoded: &gst::Pad) {
+        let me = self.clone();
+        encoded.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if info
+                .buffer()
+                .is_some_and(|b| !b.flags().contains(gst::BufferFlags::DELTA_UNIT))
+            {
+                lock(&me.state).since = Some(0);
+                me.requested.store(false, Relaxed);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+}
+
+/// The running time `buffer` will have downstream of `pad`: its segment's, plus the pad's
+/// offset (the encoders see the canvas shifted by the audio priming delay).
+fn downstream_running_time(pad: &gst::Pad, buffer: &gst::BufferRef) -> Option<gst::ClockTime> {
+    let seg = pad.sticky_event::<gst::event::Segment>(0)?;
+    let seg = seg.segment().downcast_ref::<gst::ClockTime>()?;
+    let rt = seg.to_running_time(buffer.pts()?)?;
+    let offset = pad.offset();
+    if offset >= 0 {
+        Some(rt + gst::ClockTime::from_nseconds(offset as u64))
+    } else {
+        rt.checked_sub(gst::ClockTime::from_nseconds(offset.unsigned_abs()))
     }
 }
 

@@ -13,7 +13,8 @@
 //! viewer costs its payloading, SRTP and send, not two thread wake-ups per buffer. Nothing on
 //! that path blocks (libnice sends without blocking and drops what the socket refuses), and
 //! the tap's queue is leaky, so a slow viewer never holds up the room. A viewer starts on a
-//! keyframe (the hub asks the room for one when the next is far away). Each viewer's
+//! keyframe once its connection is up (the hub asks the room for one then, when the next is
+//! far away). Each viewer's
 //! timestamps start at its own pipeline's clock, so RTP and RTCP sender reports stay
 //! consistent between its audio and video.
 
@@ -23,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, anyhow};
 use gst::prelude::*;
 
-use super::peer::{OnEvent, Peer, rtp_caps};
+use super::peer::{OnEvent, Peer, PeerEvent, rtp_caps};
 use super::sdp::{Choice, Kind};
 use crate::pipeline::make;
 
@@ -35,6 +36,8 @@ pub struct ViewerFeed {
     pipeline: gst::Pipeline,
     state: Mutex<FeedState>,
     closed: AtomicBool,
+    /// ICE and DTLS are up: what the feed sends now reaches the viewer.
+    connected: Arc<AtomicBool>,
     pub sent_video: AtomicU64,
     pub dropped_video: AtomicU64,
 }
@@ -112,33 +115,36 @@ impl ViewerFeed {
         Some(clock.time().nseconds() as i64 - base.nseconds() as i64)
     }
 
-    /// `true` when the feed wants a keyframe it does not have yet.
-    fn push_video(&self, running_ns: i64, buffer: &gst::Buffer, caps: &gst::CapsRef) -> bool {
-        if self.closed.load(Relaxed) {
-            return false;
+    /// Sends a picture, once the viewer is connected, from its first keyframe on (asked for
+    /// once at the connection: the room keeps the request until one comes out).
+    fn push_video(&self, running_ns: i64, buffer: &gst::Buffer, caps: &gst::CapsRef) {
+        if self.closed.load(Relaxed) || !self.connected.load(Relaxed) {
+            return;
         }
         let key = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
         let out = {
             let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             if st.need_key && !key {
                 self.dropped_video.fetch_add(1, Relaxed);
-                return true;
+                return;
             }
             if st.offset.is_none() {
                 let Some(now) = self.running_now() else {
-                    return true;
+                    return;
                 };
                 st.offset = Some(running_ns - now);
+            }
+            if st.need_key {
+                tracing::debug!(viewer = %self.pipeline.name(), "video starts on a keyframe");
             }
             st.need_key = false;
             match st.offset.map(|o| running_ns - o).filter(|t| *t >= 0) {
                 Some(t) => t,
-                None => return false,
+                None => return,
             }
         };
         self.video.push(retimed(buffer, out), caps);
         self.sent_video.fetch_add(1, Relaxed);
-        false
     }
 
     fn push_audio(&self, running_ns: i64, buffer: &gst::Buffer, caps: &gst::CapsRef) {
@@ -242,12 +248,8 @@ impl Hub {
                 *g = Some(p.to_owned());
             }
         }
-        let mut wants_key = false;
         for v in self.viewers() {
-            wants_key |= v.push_video(rt - self.video_advance_ns, &buffer, caps);
-        }
-        if wants_key {
-            (self.request_keyframe)();
+            v.push_video(rt - self.video_advance_ns, &buffer, caps);
         }
     }
 
@@ -275,7 +277,6 @@ impl Hub {
             .unwrap_or_else(|e| e.into_inner())
             .push(feed);
         (self.on_viewers)();
-        (self.request_keyframe)();
     }
 
     pub fn remove(&self, feed: &Arc<ViewerFeed>) {
@@ -306,6 +307,23 @@ impl Viewer {
         hub: Arc<Hub>,
         on_event: OnEvent,
     ) -> Result<(Viewer, String)> {
+        // Until ICE and DTLS are up, webrtcbin drops what it is given: a keyframe sent then
+        // is lost, and the viewer waits for the next one (a GOP, or a PLI the rate limit may
+        // refuse). So the feed starts at the connection, with a keyframe asked for then.
+        let connected = Arc::new(AtomicBool::new(false));
+        let on_event: OnEvent = {
+            let connected = connected.clone();
+            let hub = Arc::downgrade(&hub);
+            Arc::new(move |ev| {
+                if ev == PeerEvent::Connected
+                    && !connected.swap(true, Relaxed)
+                    && let Some(h) = hub.upgrade()
+                {
+                    (h.request_keyframe)();
+                }
+                on_event(ev)
+            })
+        };
         let peer = Peer::new(name, ice, on_event)?;
         let pipeline = peer.pipeline().clone();
         let w = peer.webrtcbin().clone();
@@ -363,6 +381,7 @@ impl Viewer {
                 ..FeedState::default()
             }),
             closed: AtomicBool::new(false),
+            connected,
             sent_video: AtomicU64::new(0),
             dropped_video: AtomicU64::new(0),
         });
