@@ -271,6 +271,8 @@ fn operator_runs_a_pk_room_from_the_console() {
     let mode = r["preview"]["mode"].as_str().unwrap_or_default();
     assert!(mode == "whep" || mode == "hls", "{}", context());
     assert!(r["preview"]["firstFrame"].as_f64().is_some_and(|t| t > 0.0));
+    // Loaded straight on the room page, the preview took the offer started at load.
+    assert!(r["direct"]["timeline"]["warm"].is_number(), "{}", context());
     let rgb = |v: &Value| {
         [
             v["r"].as_f64().unwrap_or(-1.0),

@@ -9,6 +9,7 @@ import { appendSnapshot } from "./history";
 import { RoomList } from "./rooms";
 import { RoomPage } from "./room";
 import { BASE, currentRoute, navigate } from "./nav";
+import { prewarmWhep } from "./preview";
 import "./styles.css";
 
 const NO_STATS: Stats = { mix_fps: 0, seats: [], rungs: [], cpu_percent: null, whep_viewers: 0 };
@@ -157,5 +158,8 @@ function App() {
   );
 }
 
+// Opened on a room page (a reload, a shared link): the preview's WebRTC offer starts now,
+// alongside loading the room.
+if (token.get() !== null && currentRoute() !== null) prewarmWhep();
 const root = document.getElementById("app");
 if (root) render(<App />, root);

@@ -19,8 +19,37 @@ function mark(v: HTMLVideoElement, name: string) {
   v.dataset.timeline = JSON.stringify(t);
 }
 
-async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
+/** A WHEP peer connection with its offer under way, made before the room page is up. */
+let warm: { pc: RTCPeerConnection; offered: Promise<void>; timer: number } | null = null;
+
+function recvPeer(): RTCPeerConnection {
   const pc = new RTCPeerConnection();
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addTransceiver("audio", { direction: "recvonly" });
+  return pc;
+}
+
+/** Starts the preview's offer at once when the console opens on a room page: Chromium takes
+ * 100-150 ms to create it, which then overlaps loading the room instead of following it.
+ * Unused after 10 s (the page went elsewhere), it is closed. */
+export function prewarmWhep() {
+  if (warm || typeof RTCPeerConnection === "undefined") return;
+  if (new URLSearchParams(location.search).get("preview") === "hls") return;
+  const pc = recvPeer();
+  const offered = pc.createOffer().then((o) => pc.setLocalDescription(o));
+  offered.catch(() => {});
+  const timer = window.setTimeout(() => {
+    if (warm?.pc === pc) warm = null;
+    pc.close();
+  }, 10_000);
+  warm = { pc, offered, timer };
+}
+
+async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
+  const w = warm;
+  warm = null;
+  if (w) clearTimeout(w.timer);
+  const pc = w?.pc ?? recvPeer();
   let session: string | null = null;
   const stop = () => {
     removeEventListener("pagehide", stop);
@@ -31,8 +60,6 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
   // A closed tab ends its WHEP session at once instead of leaving it to the server's timeout.
   addEventListener("pagehide", stop);
   try {
-    pc.addTransceiver("video", { direction: "recvonly" });
-    pc.addTransceiver("audio", { direction: "recvonly" });
     const stream = new MediaStream();
     pc.ontrack = (e) => {
       mark(v, "track");
@@ -43,7 +70,9 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
       if (pc.connectionState === "connected") mark(v, "connected");
     });
     mark(v, "whep");
-    await pc.setLocalDescription(await pc.createOffer());
+    if (w) mark(v, "warm");
+    if (w) await w.offered;
+    else await pc.setLocalDescription(await pc.createOffer());
     // The offer goes out at once, without waiting for our ICE candidates: the server answers
     // with its own, our connectivity checks reach them, and it learns our address from those
     // (peer-reflexive candidates). Waiting for Chromium's gathering cost about 250 ms, and its

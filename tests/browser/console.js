@@ -128,6 +128,20 @@ async function e2e(browser, plan, result) {
   });
   await second.close();
 
+  // Opened straight on the room page (a reload, a shared link): the preview uses the WebRTC
+  // offer the console started before the page was up.
+  const direct = await ctx.newPage();
+  watch(direct, result);
+  await direct.addInitScript((t) => sessionStorage.setItem("showmix.token", t), plan.token);
+  await direct.goto(`${plan.base}/console/rooms/${plan.room}`);
+  await direct.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 20000 });
+  result.direct = await direct.evaluate(() => {
+    const v = document.getElementById("preview");
+    return { mode: v.dataset.mode, timeline: JSON.parse(v.dataset.timeline || "{}") };
+  });
+  log("direct", JSON.stringify(result.direct));
+  await direct.close();
+
   await row.locator("a").click();
   await page.locator("#preview[data-first-frame]").waitFor({ state: "attached", timeout: 20000 });
   result.preview = await page.evaluate(() => {
