@@ -70,9 +70,10 @@ async function startWhep(v: HTMLVideoElement, url: string): Promise<Stop> {
       if (pc.connectionState === "connected") mark(v, "connected");
     });
     mark(v, "whep");
-    if (w) mark(v, "warm");
-    if (w) await w.offered;
-    else await pc.setLocalDescription(await pc.createOffer());
+    if (w) {
+      mark(v, "warm");
+      await w.offered;
+    } else await pc.setLocalDescription(await pc.createOffer());
     // The offer goes out at once, without waiting for our ICE candidates: the server answers
     // with its own, our connectivity checks reach them, and it learns our address from those
     // (peer-reflexive candidates). Waiting for Chromium's gathering cost about 250 ms, and its

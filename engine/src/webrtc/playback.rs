@@ -14,9 +14,8 @@
 //! that path blocks (libnice sends without blocking and drops what the socket refuses), and
 //! the tap's queue is leaky, so a slow viewer never holds up the room. A viewer starts on a
 //! keyframe once its connection is up (the hub asks the room for one then, when the next is
-//! far away). Each viewer's
-//! timestamps start at its own pipeline's clock, so RTP and RTCP sender reports stay
-//! consistent between its audio and video.
+//! far away). Each viewer's timestamps start at its own pipeline's clock, so RTP and RTCP
+//! sender reports stay consistent between its audio and video.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
